@@ -1,0 +1,27 @@
+"""The few helpers more than one reference rule reads with: a norm, the clip φ, a guarded ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+
+Arrays = list[np.ndarray]
+
+
+def as_arrays(xs) -> Arrays:
+    """float64 copies, so that no rule ever mutates (or aliases) its caller's arrays."""
+    return [np.array(x, dtype=np.float64, copy=True) for x in xs]
+
+
+def norm(x: np.ndarray) -> float:
+    """‖x‖: the Frobenius norm of the whole tensor (the 'layer' of LARS/LAMB)."""
+    return float(np.sqrt(np.sum(np.square(x))))
+
+
+def phi(z: float, scale_clip: tuple[float, float] | None) -> float:
+    """φ(z) = min(max(z, lo), hi), or z itself when there is no clip."""
+    return z if scale_clip is None else float(min(max(z, scale_clip[0]), scale_clip[1]))
+
+
+def trust(num: float, den: float) -> float:
+    """num / den, or 1 when either is zero (the zero-norm guard of LARS, LAMB and RaLars)."""
+    return num / den if num > 0.0 and den > 0.0 else 1.0
