@@ -1,0 +1,13 @@
+"""Hypothesis profiles: ``ci`` (derandomized, the default of `make test`) and ``thorough`` (more examples)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.register_profile("ci", derandomize=True, max_examples=40, print_blob=True, **_common)
+settings.register_profile("thorough", max_examples=400, **_common)
+settings.register_profile("dev", max_examples=10, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
