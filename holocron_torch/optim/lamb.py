@@ -1,0 +1,91 @@
+"""LAMB (You et al., 2019). The equations are those of ``reference/lamb.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, clip_norm, ema_, ema_sq_, trust_ratio
+
+__all__ = ["LAMB", "lamb", "DEFAULT_CLIP"]
+
+DEFAULT_CLIP = (0.0, 10.0)
+
+
+def lamb(
+    params: Tensors,
+    grads: Tensors,
+    m: Tensors,
+    v: Tensors,
+    step: Tensors,
+    *,
+    lr: Any,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    scale_clip: tuple[float, float] | None,
+) -> None:
+    r"""One LAMB step over lists of tensors, in place (see :class:`LAMB` for the math)."""
+    torch._foreach_add_(step, 1)
+    ema_(m, grads, betas[0])  # m_t
+    ema_sq_(v, grads, betas[1])  # v_t
+    u = adam_direction(m, v, step, betas, eps)  # r_t = m̂_t / (√v̂_t + ε)
+    torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = r_t + λ θ_{t-1}
+    # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
+    tau = trust_ratio(
+        clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u)
+    )
+    # θ_t = θ_{t-1} - α τ_t u_t
+    add_scaled_(params, u, [-lr * x for x in tau])
+
+
+class LAMB(RuleOptimizer):
+    r"""LAMB, from "Large batch optimization for deep learning: training BERT in 76 minutes".
+
+    For each parameter tensor, with t >= 1, :math:`m_0 = v_0 = 0`:
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        r_t &= \frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon}, \qquad
+        u_t = r_t + \lambda \theta_{t-1} \\
+        \theta_t &= \theta_{t-1} - \alpha \frac{\phi(\lVert \theta_{t-1} \rVert)}{\lVert u_t \rVert} u_t
+            \quad (\text{ratio} = 1 \text{ if either norm is } 0)
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: α (a float or a 0-d tensor).
+        betas: (β1, β2), each in [0, 1).
+        eps: ε > 0.
+        weight_decay: λ >= 0, added to the adaptive direction inside the trust ratio.
+        scale_clip: (lo, hi) bounds of φ on ‖θ‖; None means (0, 10), holocron's default.
+        foreach: use the multi-tensor path (default: on CUDA only).
+        maximize: maximize the objective instead.
+    """
+
+    rule = "lamb"
+    fn = staticmethod(lamb)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        scale_clip: tuple[float, float] | None = None,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            scale_clip=scale_clip,
+            foreach=foreach,
+            maximize=maximize,
+        )

@@ -1,0 +1,95 @@
+"""LARS (You, Gitman & Ginsburg, 2017). The equations are those of ``reference/lars.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ._base import RuleOptimizer, Tensors, add_scaled_, clip_norm, trust_ratio
+
+__all__ = ["LARS", "lars"]
+
+
+def lars(
+    params: Tensors,
+    grads: Tensors,
+    v: Tensors,
+    step: Tensors,
+    *,
+    lr: Any,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    scale_clip: tuple[float, float] | None,
+) -> None:
+    r"""One LARS step over lists of tensors, in place (see :class:`LARS` for the math)."""
+    torch._foreach_add_(step, 1)
+    p_norm, g_norm = torch._foreach_norm(params), torch._foreach_norm(grads)
+    # d_t = g_t + λ θ_{t-1}
+    d = torch._foreach_add(grads, params, alpha=weight_decay)
+    # γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖), 1 if either is 0
+    gamma = trust_ratio(clip_norm(p_norm, scale_clip), torch._foreach_add(g_norm, p_norm, alpha=weight_decay))
+    torch._foreach_mul_(d, gamma)  # d ← γ_t d_t
+    # v_t = m v_{t-1} + (1 - δ) γ_t d_t  (no dampening at t = 1, where v_0 = 0)
+    torch._foreach_mul_(v, momentum)
+    add_scaled_(v, d, [torch.where(t == 1, 1.0, 1.0 - dampening) for t in step])
+    # s_t = γ_t d_t + m v_t (nesterov) or v_t
+    s = torch._foreach_add(d, v, alpha=momentum) if nesterov else v
+    # θ_t = θ_{t-1} - α s_t
+    add_scaled_(params, s, -lr)
+
+
+class LARS(RuleOptimizer):
+    r"""LARS: layer-wise adaptive rate scaling, from "Large batch training of convolutional networks".
+
+    For each parameter tensor, with t >= 1:
+
+    .. math::
+        d_t &= g_t + \lambda \theta_{t-1} \\
+        \gamma_t &= \frac{\phi(\lVert \theta_{t-1} \rVert)}{\lVert g_t \rVert + \lambda \lVert \theta_{t-1} \rVert}
+            \quad (1 \text{ if either norm is } 0) \\
+        v_t &= m v_{t-1} + (1 - \delta) \gamma_t d_t \quad (v_1 = \gamma_1 d_1) \\
+        \theta_t &= \theta_{t-1} - \alpha v_t \quad (\text{nesterov: } \alpha(\gamma_t d_t + m v_t))
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: α (a float or a 0-d tensor). Use a torch LR scheduler for the paper's polynomial decay.
+        momentum: m in [0, 1).
+        dampening: δ in [0, 1], applied from the second step on (torch SGD's convention).
+        weight_decay: λ >= 0, an L2 term that also enters the local LR's denominator.
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
+        scale_clip: (lo, hi) clamp φ on ‖θ‖ in the local LR; None: no clamp.
+        foreach: use the multi-tensor path (default: on CUDA only).
+        maximize: maximize the objective instead.
+    """
+
+    rule = "lars"
+    fn = staticmethod(lars)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | torch.Tensor = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        scale_clip: tuple[float, float] | None = None,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            scale_clip=scale_clip,
+            foreach=foreach,
+            maximize=maximize,
+        )

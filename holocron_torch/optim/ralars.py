@@ -1,0 +1,118 @@
+"""RaLars: RAdam's rectified direction with the LAMB trust ratio. Equations: ``reference/ralars.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ._base import (
+    RuleOptimizer,
+    Tensors,
+    adam_direction,
+    add_scaled_,
+    bias_correction,
+    clip_norm,
+    ema_,
+    ema_sq_,
+)
+from ._base import trust_ratio
+from .lamb import DEFAULT_CLIP
+
+__all__ = ["RaLars", "ralars"]
+
+
+def ralars(
+    params: Tensors,
+    grads: Tensors,
+    m: Tensors,
+    v: Tensors,
+    step: Tensors,
+    *,
+    lr: Any,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    force_adaptive_momentum: bool,
+    scale_clip: tuple[float, float] | None,
+) -> None:
+    r"""One RaLars step over lists of tensors, in place (see :class:`RaLars` for the math)."""
+    beta1, beta2 = betas
+    torch._foreach_add_(step, 1)
+    ema_(m, grads, beta1)  # m_t
+    ema_sq_(v, grads, beta2)  # v_t
+    rho_inf = 2 / (1 - beta2) - 1
+    bc2 = bias_correction(beta2, step)
+    rho = [rho_inf - 2 * t * beta2**t / b for t, b in zip(step, bc2)]  # ρ_t
+    rect = [
+        ((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r)).clamp(min=0).sqrt() for r in rho
+    ]
+    adam = adam_direction(m, v, step, betas, eps)  # m̂_t / (√v̂_t + ε)
+    m_hat = torch._foreach_div(m, bias_correction(beta1, step))
+    # a_t = r_t m̂/(√v̂+ε) if ρ_t > 4, else m̂/(√v̂+ε) (force_adaptive_momentum) or m̂
+    u = [
+        torch.where(r > 4, c * ad, ad if force_adaptive_momentum else mh)
+        for r, c, ad, mh in zip(rho, rect, adam, m_hat)
+    ]
+    torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = a_t + λ θ_{t-1}
+    tau = trust_ratio(
+        clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u)
+    )
+    add_scaled_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
+
+
+class RaLars(RuleOptimizer):
+    r"""RaLars: RAdam ("On the variance of the adaptive learning rate and beyond") with LARS/LAMB layer-wise
+    scaling. holocron's own composition; there is no paper for it (docs/errata.md).
+
+    For each parameter tensor, with t >= 1, Adam's :math:`m_t, v_t, \hat m_t, \hat v_t` and
+    :math:`\rho_\infty = 2/(1-\beta_2) - 1`, :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`:
+
+    .. math::
+        a_t &= \begin{cases} r_t \hat m_t / (\sqrt{\hat v_t} + \epsilon) & \rho_t > 4, \quad
+            r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}} \\
+            \hat m_t / (\sqrt{\hat v_t} + \epsilon) & \text{else, if force\_adaptive\_momentum} \\
+            \hat m_t & \text{otherwise} \end{cases} \\
+        u_t &= a_t + \lambda \theta_{t-1}, \qquad
+        \theta_t = \theta_{t-1} - \alpha \frac{\phi(\lVert \theta_{t-1} \rVert)}{\lVert u_t \rVert} u_t
+
+    Args:
+        params: parameters or param-group dicts.
+        lr: α (a float or a 0-d tensor).
+        betas: (β1, β2), each in [0, 1).
+        eps: ε > 0.
+        weight_decay: λ >= 0, added after the adaptive direction, inside the trust ratio.
+        force_adaptive_momentum: use the unrectified Adam direction while ρ_t <= 4.
+        scale_clip: (lo, hi) bounds of φ on ‖θ‖; None means (0, 10).
+        foreach: use the multi-tensor path (default: on CUDA only).
+        maximize: maximize the objective instead.
+    """
+
+    rule = "ralars"
+    fn = staticmethod(ralars)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | torch.Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        force_adaptive_momentum: bool = False,
+        scale_clip: tuple[float, float] | None = None,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            force_adaptive_momentum=force_adaptive_momentum,
+            scale_clip=scale_clip,
+            foreach=foreach,
+            maximize=maximize,
+        )
