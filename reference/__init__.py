@@ -21,12 +21,8 @@ __all__ = ["BASE_RULES", "RULES", "WRAPPERS", "Hyper", "Rule", "get"]
 
 _LR = real("lr", 1e-3, "learning rate α (η)", sample=(1e-4, 0.3))
 _EPS = real("eps", 1e-8, "ε > 0, added to denominators", lo_open=True, sample=(1e-10, 1e-6))
-_WD = real(
-    "weight_decay", 0.0, "λ >= 0 (where it enters is the rule's own: see its docstring)", sample=(0.0, 0.3)
-)
-_BETAS2 = betas(
-    (0.9, 0.999), "(β1, β2): EMA coefficients of the moments", sample=((0.0, 0.99), (0.5, 0.9999))
-)
+_WD = real("weight_decay", 0.0, "λ >= 0 (where it enters is the rule's own: see its docstring)", sample=(0.0, 0.3))
+_BETAS2 = betas((0.9, 0.999), "(β1, β2): EMA coefficients of the moments", sample=((0.0, 0.99), (0.5, 0.9999)))
 _AMSGRAD = flag("amsgrad", False, "keep the running max of the second moment for the denominator")
 _SYNC_RATE = real(
     "sync_rate",
@@ -49,16 +45,13 @@ def _nesterov_needs_momentum(hp: Mapping[str, Any]) -> None:
 def _tadam_beta1(hp: Mapping[str, Any]) -> None:
     if not 0.5 <= hp["betas"][0] < 1.0:
         raise ValueError(
-            f"betas[0] must be in [0.5, 1) for TAdam (W_t's factor (2β1-1)/β1 must be >= 0), "
-            f"got {hp['betas'][0]!r}"
+            f"betas[0] must be in [0.5, 1) for TAdam (W_t's factor (2β1-1)/β1 must be >= 0), got {hp['betas'][0]!r}"
         )
 
 
 def _ademamix_warmup_beta1(hp: Mapping[str, Any]) -> None:
     if hp["beta3_warmup"] is not None and hp["betas"][0] <= 0.0:
-        raise ValueError(
-            f"beta3_warmup needs betas[0] > 0 (it starts at β1's half-life), got {hp['betas'][0]!r}"
-        )
+        raise ValueError(f"beta3_warmup needs betas[0] > 0 (it starts at β1's half-life), got {hp['betas'][0]!r}")
 
 
 _BASE = (
@@ -146,9 +139,7 @@ _BASE = (
             _EPS,
             _WD,
             _AMSGRAD,
-            real(
-                "delta", 0.1, "δ > 0: cosine threshold for the projection", lo_open=True, sample=(0.01, 1.0)
-            ),
+            real("delta", 0.1, "δ > 0: cosine threshold for the projection", lo_open=True, sample=(0.01, 1.0)),
             real(
                 "wd_ratio",
                 0.1,

@@ -121,9 +121,7 @@ def flag(name: str, default: bool, doc: str) -> Hyper:
 
 
 def betas(default: tuple, doc: str, sample: tuple, lo: float = 0.0) -> Hyper:
-    return Hyper(
-        "betas", tuple(default), "betas", doc, lo=lo, hi=1.0, hi_open=True, n=len(default), sample=sample
-    )
+    return Hyper("betas", tuple(default), "betas", doc, lo=lo, hi=1.0, hi_open=True, n=len(default), sample=sample)
 
 
 def clip(doc: str) -> Hyper:

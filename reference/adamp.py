@@ -42,9 +42,7 @@ class State(NamedTuple):
 
 def init(params: Arrays, *, amsgrad=False, **hp) -> State:
     zeros = [np.zeros_like(p, dtype=np.float64) for p in params]
-    return State(
-        m=zeros, v=[z.copy() for z in zeros], t=0, v_max=[z.copy() for z in zeros] if amsgrad else None
-    )
+    return State(m=zeros, v=[z.copy() for z in zeros], t=0, v_max=[z.copy() for z in zeros] if amsgrad else None)
 
 
 def views(x: np.ndarray) -> list[np.ndarray]:

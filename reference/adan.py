@@ -62,9 +62,7 @@ def step(
     params, grads, t = as_arrays(params), as_arrays(grads), state.t + 1
     nmaxes = state.n_max if amsgrad else [None] * len(params)
     new = {"p": [], "m": [], "v": [], "n": [], "g_prev": [], "n_max": []}
-    for theta, g, m, v, n, g_prev, n_max in zip(
-        params, grads, state.m, state.v, state.n, state.g_prev, nmaxes
-    ):
+    for theta, g, m, v, n, g_prev, n_max in zip(params, grads, state.m, state.v, state.n, state.g_prev, nmaxes):
         delta = g - g_prev if t > 1 else np.zeros_like(g)
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * delta

@@ -43,9 +43,7 @@ class State(NamedTuple):
 def init(params: Arrays, *, betas=(0.9, 0.999), amsgrad=False, **hp) -> State:
     zeros = [np.zeros_like(p, dtype=np.float64) for p in params]
     W0 = [np.array(betas[0] / (1 - betas[0])) for _ in params]
-    return State(
-        m=zeros, v=[z.copy() for z in zeros], W=W0, t=0, v_max=[z.copy() for z in zeros] if amsgrad else None
-    )
+    return State(m=zeros, v=[z.copy() for z in zeros], W=W0, t=0, v_max=[z.copy() for z in zeros] if amsgrad else None)
 
 
 def step(

@@ -34,9 +34,7 @@ def lamb(
     u = adam_direction(m, v, step, betas, eps)  # r_t = m̂_t / (√v̂_t + ε)
     torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = r_t + λ θ_{t-1}
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    tau = trust_ratio(
-        clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u)
-    )
+    tau = trust_ratio(clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u))
     # θ_t = θ_{t-1} - α τ_t u_t
     add_scaled_(params, u, [-lr * x for x in tau])
 

@@ -16,8 +16,8 @@ from ._base import (
     clip_norm,
     ema_,
     ema_sq_,
+    trust_ratio,
 )
-from ._base import trust_ratio
 from .lamb import DEFAULT_CLIP
 
 __all__ = ["RaLars", "ralars"]
@@ -45,9 +45,7 @@ def ralars(
     rho_inf = 2 / (1 - beta2) - 1
     bc2 = bias_correction(beta2, step)
     rho = [rho_inf - 2 * t * beta2**t / b for t, b in zip(step, bc2)]  # ρ_t
-    rect = [
-        ((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r)).clamp(min=0).sqrt() for r in rho
-    ]
+    rect = [((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r)).clamp(min=0).sqrt() for r in rho]
     adam = adam_direction(m, v, step, betas, eps)  # m̂_t / (√v̂_t + ε)
     m_hat = torch._foreach_div(m, bias_correction(beta1, step))
     # a_t = r_t m̂/(√v̂+ε) if ρ_t > 4, else m̂/(√v̂+ε) (force_adaptive_momentum) or m̂
@@ -56,9 +54,7 @@ def ralars(
         for r, c, ad, mh in zip(rho, rect, adam, m_hat)
     ]
     torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = a_t + λ θ_{t-1}
-    tau = trust_ratio(
-        clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u)
-    )
+    tau = trust_ratio(clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u))
     add_scaled_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
 
 

@@ -34,13 +34,9 @@ class _SyncWrapper(torch.optim.Optimizer):
 
     rule: ClassVar[str]
 
-    def __init__(
-        self, base_optimizer: torch.optim.Optimizer, sync_rate: float = 0.5, sync_period: int = 6
-    ) -> None:
+    def __init__(self, base_optimizer: torch.optim.Optimizer, sync_rate: float = 0.5, sync_period: int = 6) -> None:
         if not isinstance(base_optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}"
-            )
+            raise TypeError(f"base_optimizer must be a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
         hp = reference.RULES[self.rule].validate({"sync_rate": sync_rate, "sync_period": sync_period})
         self.base_optimizer = base_optimizer
         # what torch.optim.Optimizer.__init__ sets up, without re-adding the base optimizer's groups

@@ -60,9 +60,7 @@ ELEMENTS = st.one_of(
 
 def arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     n = int(np.prod(shape)) if shape else 1
-    return st.lists(ELEMENTS, min_size=n, max_size=n).map(
-        lambda xs: np.array(xs, dtype=np.float64).reshape(shape)
-    )
+    return st.lists(ELEMENTS, min_size=n, max_size=n).map(lambda xs: np.array(xs, dtype=np.float64).reshape(shape))
 
 
 @st.composite
