@@ -13,8 +13,12 @@ def as_arrays(xs) -> Arrays:
 
 
 def norm(x: np.ndarray) -> float:
-    """‖x‖: the Frobenius norm of the whole tensor (the 'layer' of LARS/LAMB)."""
-    return float(np.sqrt(np.sum(np.square(x))))
+    """‖x‖: the Frobenius norm of the whole tensor (the 'layer' of LARS/LAMB).
+
+    Scaled by max|x| first, so that tiny tensors (|x| < 1e-154, whose squares underflow) keep a non-zero norm.
+    """
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    return top * float(np.sqrt(np.sum(np.square(x / top)))) if top > 0 else 0.0
 
 
 def phi(z: float, scale_clip: tuple[float, float] | None) -> float:

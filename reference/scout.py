@@ -8,8 +8,9 @@ degenerate elements (docs/errata.md). With k = sync_period >= 2:
         μ   = mean_time(D)
         s   = std_time(D), with Bessel's correction (divide by k - 1)
         M   = max_time |D - μ|
-        c_j = mean of s / M over the elements with M > 0            (holocron: over all, NaN if any M = 0)
-    C = mean of c_j over the tensors with at least one element M > 0
+        c_j = mean of s / M over the unsteady elements, M > STEADY · max_time |D|
+                                                  (holocron: over all elements, NaN if any M = 0)
+    C = mean of c_j over the tensors with at least one unsteady element
     ρ = max(1 - C, sync_rate)    (ρ = sync_rate when no tensor counts)
     φ ← φ + ρ (θ - φ);  θ ← φ;  H ← [φ]
 
@@ -27,6 +28,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._common import Arrays, as_arrays
+
+#: an element whose k updates vary by at most this fraction of their size is steady (no coherence to measure):
+#: exactly constant updates (a frozen tensor, a zero or constant gradient under SGD) and the same up to rounding
+STEADY = 1e-6
 
 
 class State(NamedTuple):
@@ -47,7 +52,7 @@ def coherence(history: list[np.ndarray]) -> float | None:
     mu = D.mean(axis=0)
     s = D.std(axis=0, ddof=1)
     M = np.max(np.abs(D - mu), axis=0)
-    valid = M > 0
+    valid = M > STEADY * np.max(np.abs(D), axis=0)
     return float(np.mean(s[valid] / M[valid])) if valid.any() else None
 
 

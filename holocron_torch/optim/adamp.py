@@ -32,7 +32,7 @@ def project(
     views = [lambda x: x.reshape(x.shape[0], -1), lambda x: x.reshape(1, -1)]
     (c_ch, q_ch), (c_ly, q_ly) = (_project_view(v(theta), v(g), v(p), delta, eps) for v in views)
     q = torch.where(c_ch, q_ch.reshape(p.shape), torch.where(c_ly, q_ly.reshape(p.shape), p))
-    r = torch.where(c_ch | c_ly, wd_ratio, 1.0)
+    r = 1.0 - (1.0 - wd_ratio) * (c_ch | c_ly).to(theta.dtype)  # wd_ratio if projected, else 1
     return q, r
 
 

@@ -35,7 +35,7 @@ def lars(
     torch._foreach_mul_(d, gamma)  # d ← γ_t d_t
     # v_t = m v_{t-1} + (1 - δ) γ_t d_t  (no dampening at t = 1, where v_0 = 0)
     torch._foreach_mul_(v, momentum)
-    add_scaled_(v, d, [torch.where(t == 1, 1.0, 1.0 - dampening) for t in step])
+    add_scaled_(v, d, [1.0 - dampening * (t > 1).to(t.dtype) for t in step])
     # s_t = γ_t d_t + m v_t (nesterov) or v_t
     s = torch._foreach_add(d, v, alpha=momentum) if nesterov else v
     # θ_t = θ_{t-1} - α s_t

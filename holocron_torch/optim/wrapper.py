@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 import reference
+from reference.scout import STEADY
 
 __all__ = ["Lookahead", "Scout"]
 
@@ -146,7 +147,8 @@ class Scout(_SyncWrapper):
     r"""Scout: Lookahead whose sync rate grows when the fast steps were incoherent (holocron's rule).
 
     Over the k fast steps since the last sync, per element, D are the k differences, s their standard deviation
-    (Bessel), M = max |D - mean(D)|; c_j is the mean of s/M over the elements of tensor j with M > 0, C the
+    (Bessel), M = max |D - mean(D)|; c_j is the mean of s/M over the elements of tensor j with M > 1e-6 max|D|
+    (unsteady), C the
     mean of c_j over the tensors that have such elements, and
 
     .. math:: \rho = \max(1 - C, \alpha), \quad \phi \leftarrow \phi + \rho(\theta - \phi), \quad \theta \leftarrow \phi
@@ -181,7 +183,7 @@ class Scout(_SyncWrapper):
             D = torch.diff(self.state[p]["history"], dim=0)
             s = D.std(dim=0, correction=1)
             M = (D - D.mean(dim=0)).abs().amax(dim=0)
-            valid = M > 0
+            valid = M > STEADY * D.abs().amax(dim=0)
             count = valid.sum()
             ratio = torch.where(valid, s / torch.where(valid, M, 1.0), 0.0).sum()
             cs.append(torch.where(count > 0, ratio / count.clamp_min(1), 0.0))

@@ -58,9 +58,11 @@ ELEMENTS = st.one_of(
 )
 
 
-def arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+def arrays(shape: tuple[int, ...], elements: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
     n = int(np.prod(shape)) if shape else 1
-    return st.lists(ELEMENTS, min_size=n, max_size=n).map(lambda xs: np.array(xs, dtype=np.float64).reshape(shape))
+    return st.lists(ELEMENTS if elements is None else elements, min_size=n, max_size=n).map(
+        lambda xs: np.array(xs, dtype=np.float64).reshape(shape)
+    )
 
 
 @st.composite

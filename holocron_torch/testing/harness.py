@@ -1,0 +1,130 @@
+"""The verify harness: run a torch optimizer and a NumPy reference rule side by side, step for step, and
+compare the parameters and every named state buffer after every step.
+
+A reference rule is any object with ``init(params, **hp) -> State`` and
+``step(params, grads, state, **hp) -> (params, State)`` whose State fields are lists with one array per
+parameter tensor (``t`` the step count). A state name such as ``"m"`` is read as ``optimizer.state[p]["m"]``
+and ``state.m[i]``; a dotted name ``"base.m"`` reads ``optimizer.base_optimizer.state[p]["m"]`` and
+``state.base.m[i]`` (for wrappers). Each param group is an independent run of the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Case", "Mismatch", "run_case", "TOLERANCE"]
+
+#: relative tolerance per dtype, applied to each buffer relative to its own largest magnitude (see run_case)
+TOLERANCE: dict[torch.dtype, float] = {torch.float64: 1e-10, torch.float32: 2e-4}
+
+
+class Mismatch(AssertionError):  # noqa: N818 (reads as what it reports)
+    """The torch optimizer and the reference disagree: says which step, group, tensor and buffer."""
+
+
+@dataclass
+class Case:
+    """One scenario: parameter values, a gradient per tensor per step, and the param groups.
+
+    ``groups`` is a list of (tensor indices, hyperparameters); every tensor is in exactly one group.
+    """
+
+    params: list[np.ndarray]
+    grads: list[list[np.ndarray]]
+    groups: list[tuple[list[int], dict[str, Any]]]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # what a shrunk counterexample prints
+        shapes = [tuple(p.shape) for p in self.params]
+        return (
+            f"Case(shapes={shapes}, steps={len(self.grads)}, groups={self.groups!r},\n"
+            f"     params={[p.tolist() for p in self.params]!r},\n"
+            f"     grads={[[g.tolist() for g in s] for s in self.grads]!r})"
+        )
+
+
+def _torch_state(opt: torch.optim.Optimizer, p: torch.Tensor, name: str) -> Any:
+    *path, key = name.split(".")
+    for seg in path:
+        opt = getattr(opt, f"{seg}_optimizer")
+    return opt.state[p].get(key)
+
+
+def _ref_state(state: Any, name: str, i: int) -> Any:
+    for seg in name.split("."):
+        state = getattr(state, seg)
+    return state[i]
+
+
+def _compare(actual: Any, expected: Any, rtol: float, where: str) -> None:
+    if expected is None:
+        if actual is not None:
+            raise Mismatch(f"{where}: the reference has no such buffer, the optimizer has one")
+        return
+    if actual is None:
+        raise Mismatch(f"{where}: missing from the optimizer's state")
+    a = actual.detach().to("cpu", torch.float64).numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual)
+    e = np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape:
+        raise Mismatch(f"{where}: shape {a.shape}, expected {e.shape}")
+    scale = float(np.max(np.abs(e))) if e.size else 0.0
+    err = np.abs(a - e)
+    bad = ~(err <= rtol * (np.abs(e) + scale + 1e-300)) | (np.isfinite(a) != np.isfinite(e))
+    if np.any(bad):
+        idx = tuple(np.argwhere(bad)[0]) if e.ndim else ()
+        raise Mismatch(
+            f"{where}: expected {e[idx]!r}, got {a[idx]!r} at index {idx} "
+            f"(|diff| {err[idx]:.3g} > rtol {rtol:g} × (|expected| + max|expected| = {scale:.3g}))"
+        )
+
+
+def run_case(
+    build: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
+    reference: Any,
+    case: Case,
+    *,
+    state: Callable[[dict[str, Any]], Sequence[str]] | Sequence[str] = (),
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    rtol: float | None = None,
+    compare_step: bool = True,
+) -> None:
+    """Run ``case`` through ``build(param_groups)`` and ``reference``; raise Mismatch at the first difference.
+
+    Every value (parameter, buffer) must satisfy |actual - expected| <= rtol (|expected| + max|expected of that
+    buffer|): relative to the element, with a floor set by the buffer's own scale, so a coordinate that
+    cancels to ~0 is judged against its neighbours' magnitude rather than demanding ulp agreement at zero.
+    """
+    rtol = TOLERANCE[dtype] if rtol is None else rtol
+    tensors = [torch.tensor(p, dtype=dtype, device=device, requires_grad=True) for p in case.params]
+    opt = build([{"params": [tensors[i] for i in idx], **hp} for idx, hp in case.groups])
+    ref_params = {g: [case.params[i].copy() for i in idx] for g, (idx, _) in enumerate(case.groups)}
+    ref_states = {g: reference.init(ref_params[g], **hp) for g, (_, hp) in enumerate(case.groups)}
+    for t, grads in enumerate(case.grads, start=1):
+        for i, p in enumerate(tensors):
+            p.grad = torch.tensor(grads[i], dtype=dtype, device=device)
+        before = [p.grad.clone() for p in tensors]
+        opt.step()
+        for i, p in enumerate(tensors):
+            if not torch.equal(p.grad, before[i]):
+                raise Mismatch(f"step {t}: the optimizer changed p.grad of tensor {i}")
+        for g, (idx, hp) in enumerate(case.groups):
+            ref_params[g], ref_states[g] = reference.step(ref_params[g], [grads[i] for i in idx], ref_states[g], **hp)
+            names = state(hp) if callable(state) else state
+            for j, i in enumerate(idx):
+                where = f"step {t}, group {g}, tensor {i} (shape {tuple(case.params[i].shape)})"
+                _compare(tensors[i], ref_params[g][j], rtol, f"{where}, parameter")
+                for name in names:
+                    _compare(
+                        _torch_state(opt, tensors[i], name),
+                        _ref_state(ref_states[g], name, j),
+                        rtol,
+                        f"{where}, state {name!r}",
+                    )
+                if compare_step and hasattr(ref_states[g], "t"):
+                    _compare(_torch_state(opt, tensors[i], "step"), ref_states[g].t, 0.0, f"{where}, step count")
