@@ -1,0 +1,77 @@
+"""Break each rule on purpose and check that the suite catches it (`python tools/mutate.py [filter]`).
+
+Each mutation replaces one snippet in one file (a sign, a beta, a bias correction, a norm, a weight-decay
+placement), runs the reference tests and the rule's step-for-step tests, and restores the file. A mutation the
+suite does not catch is reported as SURVIVED. Run from the repository root with the project's .venv.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+# (file, snippet, replacement, pytest -k expression)
+MUTATIONS = [
+    ("reference/lars.py", "(1.0 - dampening) * gamma", "(1.0 + dampening) * gamma", "lars"),
+    ("reference/lars.py", "d = g + weight_decay * theta", "d = g - weight_decay * theta", "lars"),
+    ("reference/lars.py", "s = gamma * d + momentum * v", "s = d + momentum * v", "lars"),
+    ("holocron_torch/optim/lars.py", "add_scaled_(params, s, -lr)", "add_scaled_(params, s, lr)", "lars"),
+    ("holocron_torch/optim/lars.py", "torch._foreach_mul_(v, momentum)", "torch._foreach_mul_(v, momentum ** 2)", "lars"),
+    ("reference/lamb.py", "m_hat = m / (1 - beta1**t)", "m_hat = m", "lamb"),
+    ("reference/lamb.py", "tau = trust(phi(norm(theta), clip_), norm(u))", "tau = trust(phi(norm(theta), clip_), norm(r))", "lamb"),
+    ("holocron_torch/optim/lamb.py", "ema_sq_(v, grads, betas[1])", "ema_sq_(v, grads, betas[0])", "lamb"),
+    ("holocron_torch/optim/lamb.py", "torch._foreach_add_(u, params, alpha=weight_decay)", "torch._foreach_add_(u, params, alpha=-weight_decay)", "lamb"),
+    ("reference/ralars.py", "if rho_t > 4:", "if rho_t >= 5:", "ralars"),
+    ("holocron_torch/optim/ralars.py", "torch.where(r > 4, c * ad", "torch.where(r > 4, ad", "ralars"),
+    ("reference/tadam.py", "W = (2 * beta1 - 1) / beta1 * W + w", "W = beta1 * W + w", "tadam"),
+    ("reference/tadam.py", "v = beta2 * v + (1 - beta2) * g_hat**2", "v = beta2 * v + (1 - beta1) * g_hat**2", "tadam"),
+    ("holocron_torch/optim/tadam.py", "torch._foreach_div_(dist, torch._foreach_add(v, eps))", "torch._foreach_div_(dist, torch._foreach_add(v, 2 * eps))", "tadam"),
+    ("holocron_torch/optim/tadam.py", "torch._foreach_mul_(W, (2 * beta1 - 1) / beta1)", "torch._foreach_mul_(W, beta1)", "tadam"),
+    ("reference/adabelief.py", "(1 - beta2) * (g - m) ** 2 + eps", "(1 - beta2) * (g - m) ** 2", "adabelief"),
+    ("holocron_torch/optim/adabelief.py", "torch._foreach_sub_(g, m)", "torch._foreach_add_(g, m)", "adabelief"),
+    ("holocron_torch/optim/adabelief.py", "adam_direction(m, s_max if amsgrad else s", "adam_direction(m, s", "adabelief"),
+    ("reference/adamp.py", "np.max(np.abs(cosine(gv, th, eps)))", "np.max(cosine(gv, th, eps))", "adamp"),
+    ("reference/adamp.py", "lr / (1 - beta1**t) * q", "lr * q", "adamp"),
+    ("holocron_torch/optim/adamp.py", "theta.mul_(1 - lr * weight_decay * r)", "theta.mul_(1 - lr * weight_decay)", "adamp"),
+    ("holocron_torch/optim/adamp.py", "lambda x: x.reshape(x.shape[0], -1), ", "", "adamp"),
+    ("reference/adan.py", "delta = g - g_prev if t > 1 else np.zeros_like(g)", "delta = g - g_prev", "adan"),
+    ("reference/adan.py", "u = (m_hat + beta2 * v_hat)", "u = (m_hat + (1 - beta2) * v_hat)", "adan"),
+    ("holocron_torch/optim/adan.py", "torch._foreach_copy_(g_prev, grads)", "pass", "adan"),
+    ("holocron_torch/optim/adan.py", "[1 + lr * weight_decay]", "[1 + 2 * lr * weight_decay]", "adan"),
+    ("reference/ademamix.py", " + weight_decay * theta))", "))", "ademamix"),
+    ("reference/ademamix.py", "return alpha * t / alpha_warmup", "return alpha * (t - 1) / alpha_warmup", "ademamix"),
+    ("holocron_torch/optim/ademamix.py", "ema_sq_(nu, grads, beta2)", "ema_sq_(nu, grads, beta3)", "ademamix"),
+    ("holocron_torch/optim/ademamix.py", "add_scaled_(u, m2, a_t)", "add_scaled_(u, m1, a_t)", "ademamix"),
+    ("reference/lookahead.py", "p + sync_rate * (th - p)", "th + sync_rate * (p - th)", "lookahead"),
+    ("holocron_torch/optim/wrapper.py", "torch._foreach_copy_(params, phi)", "pass", "lookahead or scout"),
+    ("reference/scout.py", "s = D.std(axis=0, ddof=1)", "s = D.std(axis=0, ddof=0)", "scout"),
+    ("holocron_torch/optim/wrapper.py", "torch.maximum(1 - C, rate)", "torch.minimum(1 - C, rate)", "scout"),
+]
+
+
+def main(selector: str = "") -> int:
+    survived = 0
+    for path, old, new, k in MUTATIONS:
+        if selector and selector not in path and selector not in k:
+            continue
+        f = pathlib.Path(path)
+        text = f.read_text()
+        assert text.count(old) == 1, f"{path}: snippet not found once: {old!r}"
+        f.write_text(text.replace(old, new))
+        try:
+            run = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests/reference",
+                 "tests/test_step_for_step.py", "-k", k],
+                capture_output=True, text=True, env={"HYPOTHESIS_PROFILE": "ci", "PATH": "/usr/bin:/bin"},
+            )
+        finally:
+            f.write_text(text)
+        caught = run.returncode != 0
+        survived += not caught
+        print(f"{'caught  ' if caught else 'SURVIVED'}  {path}: {old!r} -> {new!r}", flush=True)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
