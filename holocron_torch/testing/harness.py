@@ -83,6 +83,13 @@ def _compare(actual: Any, expected: Any, rtol: float, where: str) -> None:
         )
 
 
+def _rounded(case: Case, dtype: torch.dtype) -> Case:
+    def r(x: np.ndarray) -> np.ndarray:
+        return torch.as_tensor(np.asarray(x, dtype=np.float64)).to(dtype).double().numpy()
+
+    return Case([r(p) for p in case.params], [[r(g) for g in s] for s in case.grads], case.groups, case.notes)
+
+
 def run_case(
     build: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
     reference: Any,
@@ -101,6 +108,8 @@ def run_case(
     cancels to ~0 is judged against its neighbours' magnitude rather than demanding ulp agreement at zero.
     """
     rtol = TOLERANCE[dtype] if rtol is None else rtol
+    # both sides start from the same numbers: the inputs rounded to the optimizer's dtype (what it can hold)
+    case = _rounded(case, dtype)
     tensors = [torch.tensor(p, dtype=dtype, device=device, requires_grad=True) for p in case.params]
     opt = build([{"params": [tensors[i] for i in idx], **hp} for idx, hp in case.groups])
     ref_params = {g: [case.params[i].copy() for i in idx] for g, (idx, _) in enumerate(case.groups)}
