@@ -11,3 +11,14 @@ settings.register_profile("ci", derandomize=True, max_examples=40, print_blob=Tr
 settings.register_profile("thorough", max_examples=400, **_common)
 settings.register_profile("dev", max_examples=10, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """Tests that take ``device`` run on the CPU and, where one is present, on CUDA."""
+    return request.param
