@@ -69,6 +69,7 @@ def verify(
     rtol: float | None = None,
     max_steps: int = 20,
     elements: st.SearchStrategy[float] | None = None,
+    compare_step: bool = True,
 ) -> None:
     """Property test: for every drawn scenario, ``optimizer`` equals ``reference`` after every step.
 
@@ -81,6 +82,7 @@ def verify(
         rtol: tolerance (default TOLERANCE[dtype]); see run_case for how it is applied.
         max_steps: the longest run drawn.
         elements: a strategy for element values (default: strategies.ELEMENTS).
+        compare_step: also compare ``optimizer.state[p]["step"]`` with the reference State's ``t``.
 
     Raises:
         Mismatch: with the shrunk counterexample, which Hypothesis prints as ``Falsifying example``.
@@ -88,7 +90,9 @@ def verify(
 
     @given(case=cases(hyperparameters, max_steps=max_steps, elements=elements))
     def check(case: Case) -> None:
-        run_case(optimizer, reference, case, state=state, dtype=dtype, device=device, rtol=rtol)
+        run_case(
+            optimizer, reference, case, state=state, dtype=dtype, device=device, rtol=rtol, compare_step=compare_step
+        )
 
     check()
 
