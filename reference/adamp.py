@@ -9,7 +9,7 @@ Per parameter tensor, for t >= 1:
     For a tensor with >= 2 dims, try the views  (a) rows = output channels,  (b) the whole tensor as one row:
         c_i = |cos(g_i, θ_{t-1,i})|  for every row i;  if max_i c_i < δ / √(row length):
             n_i = θ_{t-1,i} / (‖θ_{t-1,i}‖ + ε);   q_i = p_i - (n_i · p_i) n_i;   r = wd_ratio;  stop
-    otherwise (no view projected, or < 2 dims):  q_t = p_t,  r = 1
+    otherwise (no view projected, < 2 dims, or empty):  q_t = p_t,  r = 1
     θ_t = θ_{t-1} (1 - α λ r) - α / (1 - β1^t) · q_t
 
 m_0 = v_0 = 0. cos(x, y) = x·y / (max(‖x‖, ε) max(‖y‖, ε)). Weight decay is decoupled (the paper's and the
@@ -58,7 +58,7 @@ def cosine(x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
 
 def project(theta, g, p, *, delta, wd_ratio, eps) -> tuple[np.ndarray, float]:
     """(q, r): p projected onto the tangent space of θ if g is nearly orthogonal to θ in some view."""
-    if theta.ndim < 2:
+    if theta.ndim < 2 or theta.size == 0:
         return p, 1.0
     for th, gv, pv in zip(views(theta), views(g), views(p)):
         if np.max(np.abs(cosine(gv, th, eps))) < delta / math.sqrt(th.shape[1]):

@@ -12,7 +12,7 @@ repository Mahoumaru/TAdam). Per parameter tensor of d = numel(θ) elements, for
     θ_t = θ_{t-1} - α m̂_t / (√v̂_t + ε)
 
 m_0 = v_0 = 0, W_0 = β1 / (1 - β1); ν = dof, or d when dof is None. With ν = ∞, w_t = 1 and W_t stays at its
-fixed point W_0, so m_t is Adam's β1-EMA exactly. The spec's v_t, an EMA of (g_t - g_{t-1}), is a typo for
+fixed point W_0, so m_t is Adam's β1-EMA exactly (also w_t = 1 for an empty tensor). The spec's v_t, an EMA of (g_t - g_{t-1}), is a typo for
 g_t² (docs/errata.md); the first update is ≈ 0 because v_0 = 0 makes w_1 ≈ 0 (faithful to the paper's code).
 
 symbol  argument             symbol  argument
@@ -66,7 +66,7 @@ def step(
         d = theta.size
         nu = float(d if dof is None else dof)
         g_hat = g + weight_decay * theta
-        w = 1.0 if math.isinf(nu) else (nu + d) / (nu + np.sum((g_hat - m) ** 2 / (v + eps)))
+        w = 1.0 if math.isinf(nu) or d == 0 else (nu + d) / (nu + np.sum((g_hat - m) ** 2 / (v + eps)))
         m = W / (W + w) * m + w / (W + w) * g_hat
         W = (2 * beta1 - 1) / beta1 * W + w
         v = beta2 * v + (1 - beta2) * g_hat**2

@@ -88,15 +88,28 @@ class RuleOptimizer(torch.optim.Optimizer):
             if not p.is_floating_point():
                 raise ValueError(f"{type(self).__name__} needs floating-point parameters, got {p.dtype}")
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load_state_dict, after mapping a holocron 0.3.0 checkpoint's names to ours (see _compat)."""
+        from ._compat import translate
+
+        super().load_state_dict(translate(self.rule, self.param_groups, state_dict))
+
     def _initial_state(self, name: str, p: Tensor, g: Tensor, group: dict[str, Any]) -> Tensor:
         """A buffer's value before the first step: zeros like p, unless the rule says otherwise."""
         return torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _init_group(self, group: dict[str, Any]) -> tuple[Tensors, Tensors, dict[str, Tensors], Tensors]:
-        """The params that have a grad, their grads (sign-flipped copies if maximize), state lists, steps."""
-        fields = self.spec().state_fields(group)
-        params, grads, steps = [], [], []
-        buffers: dict[str, Tensors] = {f: [] for f in fields}
+    def _fields(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """The state buffers of this group (optional ones, e.g. ``v_max``, only under their flag)."""
+        spec = self.spec()
+        return spec.state + tuple(k for k, flag in spec.optional_state.items() if group[flag])
+
+    def _init_group(
+        self, group: dict[str, Any], params: Tensors, grads: Tensors, steps: Tensors, *buffers: Tensors
+    ) -> None:
+        """Fill params (those with a grad), grads (sign-flipped copies if maximize), steps and one list per
+        state buffer, creating the state lazily. torch.optim's convention: the lists are filled in place, so
+        torch.compile runs this eagerly and traces only the math."""
+        fields = self._fields(group)
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -113,9 +126,8 @@ class RuleOptimizer(torch.optim.Optimizer):
             params.append(p)
             grads.append(g)
             steps.append(state["step"])
-            for f in fields:
-                buffers[f].append(state[f])
-        return params, grads, buffers, steps
+            for f, buf in zip(fields, buffers):
+                buf.append(state[f])
 
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         return {h.name: group[h.name] for h in self.spec().hypers}
@@ -128,9 +140,12 @@ class RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, buffers, steps = self._init_group(group)
+            fields = self._fields(group)
+            params, grads, steps, lists = [], [], [], tuple([] for _ in fields)
+            self._init_group(group, params, grads, steps, *lists)
             if not params:
                 continue
+            buffers = dict(zip(fields, lists))
             hp = self._hyper(group)
             foreach = group["foreach"]
             if foreach is None:  # torch.optim's default: foreach on CUDA, a per-tensor loop elsewhere

@@ -27,7 +27,7 @@ def project(
     theta: Tensor, g: Tensor, p: Tensor, *, delta: float, wd_ratio: float, eps: float
 ) -> tuple[Tensor, Tensor | float]:
     """(q, r): p projected on θ's tangent space by the first view (channels, then layer) where g ⟂ θ."""
-    if theta.dim() < 2:
+    if theta.dim() < 2 or theta.numel() == 0:
         return p, 1.0
     views = [lambda x: x.reshape(x.shape[0], -1), lambda x: x.reshape(1, -1)]
     (c_ch, q_ch), (c_ly, q_ly) = (_project_view(v(theta), v(g), v(p), delta, eps) for v in views)

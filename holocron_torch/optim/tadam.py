@@ -42,7 +42,10 @@ def tadam(
         torch._foreach_mul_(dist, dist)
         torch._foreach_div_(dist, torch._foreach_add(v, eps))
         nus = [float(p.numel() if dof is None else dof) for p in params]
-        w = [(nu + p.numel()) / (nu + x.sum()) for nu, p, x in zip(nus, params, dist)]
+        w = [
+            (nu + p.numel()) / (nu + x.sum()) if p.numel() else torch.ones_like(x.sum())
+            for nu, p, x in zip(nus, params, dist)
+        ]
     # m_t = W_{t-1}/(W_{t-1} + w_t) m_{t-1} + w_t/(W_{t-1} + w_t) ĝ_t
     torch._foreach_lerp_(m, g_hat, [wi / (Wi + wi) for wi, Wi in zip(w, W)])
     # W_t = (2β1 - 1)/β1 W_{t-1} + w_t
