@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: setup demo test lint thorough clean
+.PHONY: setup demo test lint thorough bench soak clean
 
 setup: $(VENV)/.installed
 
@@ -17,7 +17,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(BIN)/python -m reference.demo
+	$(BIN)/holocron-optim compare --dataset digits --optimizers lamb adabelief adan ademamix --out out/demo
+	$(BIN)/holocron-optim verify examples.lion:Lion examples.lion:lion_reference --state m \
+		--hyper lr=1e-4:0.1 --hyper betas=0:0.99,0:0.999 --hyper weight_decay=0:0.1
+	@echo out/demo/compare-digits.png
 
 lint: setup
 	$(BIN)/ruff check .
@@ -28,6 +31,19 @@ test: setup lint
 
 thorough:
 	$(MAKE) test HYPOTHESIS_PROFILE=thorough
+
+# The optimizer-step benchmark: writes docs/benchmarks.md and docs/benchmarks.png (~20 min; BENCH_ARGS=--quick: ~1 min).
+# Its peers are benchmark-only dependencies, installed here with --no-deps so that nothing (torchvision, a newer torch)
+# replaces this torch; the check after the install proves it.
+bench: setup
+	$(BIN)/pip install --quiet --no-deps pytorch-optimizer==4.1.0 timm==1.0.31 heavyball==3.2.1 opt-einsum==3.4.0 \
+		pylocron==0.3.0
+	$(BIN)/python -c "import torch; v = torch.__version__; assert v.split('+')[0] == '$(patsubst torch==%,%,$(TORCH))', v"
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# 10,000 float64 steps of every rule against the reference (~4 min); writes docs/soak.md
+soak: setup
+	$(BIN)/python tools/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

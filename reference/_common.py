@@ -27,5 +27,8 @@ def phi(z: float, scale_clip: tuple[float, float] | None) -> float:
 
 
 def trust(num: float, den: float) -> float:
-    """num / den, or 1 when either is zero (the zero-norm guard of LARS, LAMB and RaLars)."""
-    return num / den if num > 0.0 and den > 0.0 else 1.0
+    """num / den, or 1 when either is zero (the zero-norm guard of LARS, LAMB and RaLars).
+
+    den is floored at the smallest normal float (2.2e-308), so that a subnormal norm cannot overflow the ratio
+    to inf (inf × a subnormal update is NaN); above that floor this is exactly num / den."""
+    return num / max(den, np.finfo(np.float64).tiny) if num > 0.0 and den > 0.0 else 1.0

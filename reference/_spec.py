@@ -91,7 +91,7 @@ class Hyper:
         lo_ok = v > self.lo if self.lo_open else v >= self.lo
         hi_ok = v < self.hi if self.hi_open else v <= self.hi
         if not (lo_ok and hi_ok and math.isfinite(v)):
-            raise ValueError(f"{name} must be in {self.range_text()}, got {value!r}")
+            raise ValueError(f"{name} must be in {self.interval_text()}, got {value!r}")
 
     def range_text(self) -> str:
         """The valid range, as a reader would write it."""
@@ -105,11 +105,15 @@ class Hyper:
             return f"int >= {int(self.lo)}"
         if self.kind == "warmup":
             return "None or int >= 1"
+        interval = self.interval_text()
+        return f"{self.n} values each in {interval}" if self.kind == "betas" else interval
+
+    def interval_text(self) -> str:
+        """The interval of a number (of each beta), e.g. "[0, 1)"."""
         left = "(" if self.lo_open else "["
         right = ")" if self.hi_open or self.hi == math.inf else "]"
         hi = "inf" if self.hi == math.inf else f"{self.hi:g}"
-        interval = f"{left}{self.lo:g}, {hi}{right}"
-        return f"{self.n} values each in {interval}" if self.kind == "betas" else interval
+        return f"{left}{self.lo:g}, {hi}{right}"
 
 
 def real(name, default, doc, lo=0.0, hi=math.inf, *, lo_open=False, hi_open=False, sample=None) -> Hyper:

@@ -12,7 +12,8 @@ repository Mahoumaru/TAdam). Per parameter tensor of d = numel(θ) elements, for
     θ_t = θ_{t-1} - α m̂_t / (√v̂_t + ε)
 
 m_0 = v_0 = 0, W_0 = β1 / (1 - β1); ν = dof, or d when dof is None. With ν = ∞, w_t = 1 and W_t stays at its
-fixed point W_0, so m_t is Adam's β1-EMA exactly (also w_t = 1 for an empty tensor). The spec's v_t, an EMA of (g_t - g_{t-1}), is a typo for
+fixed point W_0, so m_t is Adam's β1-EMA
+exactly (also w_t = 1 for an empty tensor). The spec's v_t, an EMA of (g_t - g_{t-1}), is a typo for
 g_t² (docs/errata.md); the first update is ≈ 0 because v_0 = 0 makes w_1 ≈ 0 (faithful to the paper's code).
 
 symbol  argument             symbol  argument

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, bias_correction, ema_, ema_sq_
+from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, ema_, ema_sq_
 
 __all__ = ["AdamP", "adamp"]
 
@@ -23,12 +23,10 @@ def _project_view(theta: Tensor, g: Tensor, p: Tensor, delta: float, eps: float)
     return projects, p - (n * p).sum(dim=1, keepdim=True) * n  # q_i = p_i - (n_i · p_i) n_i
 
 
-def project(
-    theta: Tensor, g: Tensor, p: Tensor, *, delta: float, wd_ratio: float, eps: float
-) -> tuple[Tensor, Tensor | float]:
+def project(theta: Tensor, g: Tensor, p: Tensor, *, delta: float, wd_ratio: float, eps: float) -> tuple[Tensor, Tensor]:
     """(q, r): p projected on θ's tangent space by the first view (channels, then layer) where g ⟂ θ."""
     if theta.dim() < 2 or theta.numel() == 0:
-        return p, 1.0
+        return p, torch.ones((), dtype=p.dtype, device=p.device)
     views = [lambda x: x.reshape(x.shape[0], -1), lambda x: x.reshape(1, -1)]
     (c_ch, q_ch), (c_ly, q_ly) = (_project_view(v(theta), v(g), v(p), delta, eps) for v in views)
     q = torch.where(c_ch, q_ch.reshape(p.shape), torch.where(c_ly, q_ly.reshape(p.shape), p))
@@ -65,12 +63,15 @@ def adamp(
     torch._foreach_div_(denom, [b.sqrt() for b in bias_correction(beta2, step)])
     torch._foreach_add_(denom, eps)
     # p_t = m_t / D_t  (nesterov: (β1 m_t + (1 - β1) g_t) / D_t)
-    direction = torch._foreach_div(torch._foreach_lerp(m, grads, 1 - beta1) if nesterov else m, denom)
-    for theta, g, p_t, bc1 in zip(params, grads, direction, bias_correction(beta1, step)):
-        q, r = project(theta, g, p_t, delta=delta, wd_ratio=wd_ratio, eps=eps)
-        # θ_t = θ_{t-1} (1 - α λ r) - α / (1 - β1^t) q_t
-        theta.mul_(1 - lr * weight_decay * r)
-        theta.add_(q * (-lr / bc1))
+    direction = torch._foreach_add(torch._foreach_mul(m, beta1), grads, alpha=1 - beta1) if nesterov else m
+    direction = torch._foreach_div(direction, denom)
+    qs, rs = zip(
+        *(project(th, g, p_t, delta=delta, wd_ratio=wd_ratio, eps=eps) for th, g, p_t in zip(params, grads, direction))
+    )
+    # θ_t = θ_{t-1} (1 - α λ r) - α / (1 - β1^t) q_t
+    if weight_decay:
+        torch._foreach_mul_(params, [1 - lr * weight_decay * r for r in rs])
+    add_scaled_(params, list(qs), [-lr / b for b in bias_correction(beta1, step)])
 
 
 class AdamP(RuleOptimizer):

@@ -52,7 +52,8 @@ def ademamix(
             for t in step
         ]
     ema_(m1, grads, beta1)  # m1_t
-    torch._foreach_lerp_(m2, grads, [1 - b for b in b3_t])  # m2_t = β3_t m2 + (1 - β3_t) g
+    torch._foreach_mul_(m2, b3_t)  # m2_t = β3_t m2 + (1 - β3_t) g
+    add_scaled_(m2, grads, [1 - b for b in b3_t])
     ema_sq_(nu, grads, beta2)  # ν_t
     # u = (m̂1_t + α_t m2_t) / (√ν̂_t + ε) + λ θ_{t-1}
     u = torch._foreach_div(m1, bias_correction(beta1, step))

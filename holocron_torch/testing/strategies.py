@@ -25,12 +25,20 @@ def hyper_value(h: Hyper) -> st.SearchStrategy[Any]:
         lo, hi = h.sample
         return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
     if h.kind == "betas":
-        return st.tuples(*(st.floats(lo, hi) for lo, hi in h.sample))
+        return st.tuples(*(_beta(lo, hi) for lo, hi in h.sample))
     if h.kind == "flag":
         return st.booleans()
     if h.kind == "period":
         return st.integers(*h.sample)
     return st.sampled_from(h.sample)  # clip, dof, warmup: a few representative values
+
+
+def _beta(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """A beta in [lo, hi], skipping (0, 1e-3): with 0 < β < 1e-3 an EMA equals its input to within rounding, so
+    a difference like AdaBelief's g - m is pure rounding noise in any implementation (no digits to compare)."""
+    if lo > 0.0:
+        return st.floats(lo, hi)
+    return st.one_of(st.just(0.0), st.floats(1e-3, hi))
 
 
 def _valid(rule: Rule, hp: dict[str, Any]) -> bool:
