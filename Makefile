@@ -32,7 +32,7 @@ test: setup lint
 thorough:
 	$(MAKE) test HYPOTHESIS_PROFILE=thorough
 
-# The optimizer-step benchmark: writes docs/benchmarks.md and docs/benchmarks.png (~20 min; BENCH_ARGS=--quick: ~1 min).
+# The optimizer-step benchmark: writes docs/benchmarks.md and docs/benchmarks.png (~10 min; BENCH_ARGS=--quick: ~40 s).
 # Its peers are benchmark-only dependencies, installed here with --no-deps so that nothing (torchvision, a newer torch)
 # replaces this torch; the check after the install proves it.
 bench: setup
