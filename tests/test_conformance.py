@@ -65,6 +65,7 @@ def test_signature_defaults_are_the_registry_defaults(name):
         assert sig[h.name].default == h.default, h.name
     assert sig["foreach"].kind is inspect.Parameter.KEYWORD_ONLY and sig["foreach"].default is None
     assert sig["maximize"].kind is inspect.Parameter.KEYWORD_ONLY and sig["maximize"].default is False
+    assert sig["fused"].kind is inspect.Parameter.KEYWORD_ONLY and sig["fused"].default is None
     positional = [p for p in sig if sig[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD][2:]
     spec_order = [h.name for h in rule.hypers if sig[h.name].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
     assert positional == spec_order

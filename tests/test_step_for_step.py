@@ -11,7 +11,13 @@ import holocron_torch.optim as optim
 from holocron_torch.testing import negated, strategies, verify, wrapped
 from tests.registry import BASE, RULES, WRAPPED, torch_class
 
-MODES = {"per-tensor": dict(foreach=False), "foreach": dict(foreach=True), "maximize": dict(maximize=True)}
+MODES = {
+    "per-tensor": dict(foreach=False),
+    "foreach": dict(foreach=True),
+    "maximize": dict(maximize=True),
+    "fused": dict(fused=True),  # the C++ CPU kernels (holocron_torch/optim/_fused), built on first use
+    "fused-maximize": dict(fused=True, maximize=True),
+}
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -24,6 +24,9 @@ COMMON = [
     (dict(weight_decay=-0.1), ValueError, "weight_decay"),
     (dict(weight_decay=NAN), ValueError, "weight_decay"),
     (dict(foreach="yes"), TypeError, "foreach"),
+    (dict(fused="yes"), TypeError, "fused"),
+    (dict(fused=1), TypeError, "fused"),
+    (dict(fused=True, foreach=True), ValueError, "fused"),
     (dict(maximize=1), TypeError, "maximize"),
 ]
 ADAPTIVE = [
@@ -65,7 +68,6 @@ SPECIFIC = {
     "adabelief": [
         (dict(capturable=True), ValueError, "capturable"),
         (dict(differentiable=True), ValueError, "differentiable"),
-        (dict(fused=True), ValueError, "fused"),
     ],
     "adamp": [
         (dict(delta=0.0), ValueError, "delta"),

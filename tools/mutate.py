@@ -72,7 +72,7 @@ MUTATIONS = [
     ("holocron_torch/optim/adamp.py", "lambda x: x.reshape(x.shape[0], -1), ", "", "adamp"),
     ("reference/adan.py", "delta = g - g_prev if t > 1 else np.zeros_like(g)", "delta = g - g_prev", "adan"),
     ("reference/adan.py", "u = (m_hat + beta2 * v_hat)", "u = (m_hat + (1 - beta2) * v_hat)", "adan"),
-    ("holocron_torch/optim/adan.py", "torch._foreach_copy_(g_prev, grads)", "pass", "adan"),
+    ("holocron_torch/optim/adan.py", "copy_(g_prev, grads)  # remember", "pass  # remember", "adan"),
     ("holocron_torch/optim/adan.py", "[1 + lr * weight_decay]", "[1 + 2 * lr * weight_decay]", "adan"),
     ("reference/ademamix.py", " + weight_decay * theta))", "))", "ademamix"),
     ("reference/ademamix.py", "return alpha * t / alpha_warmup", "return alpha * (t - 1) / alpha_warmup", "ademamix"),

@@ -11,6 +11,7 @@ that updates ``params`` and the buffers in place and never reads a tensor's valu
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -53,9 +54,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
         **hyperparameters: Any,
     ) -> None:
-        defaults = {**hyperparameters, "foreach": foreach, "maximize": maximize}
+        defaults = {**hyperparameters, "foreach": foreach, "maximize": maximize, "fused": fused}
         super().__init__(params, defaults)
 
     @classmethod
@@ -68,7 +70,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         group = self.param_groups[-1]
         try:
             self._validate_group(group)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: fused=True that cannot build or run
             self.param_groups.pop()
             raise
 
@@ -77,9 +79,15 @@ class RuleOptimizer(torch.optim.Optimizer):
         hp = {h.name: group[h.name] for h in spec.hypers}
         hp["lr"] = _as_float_lr(hp["lr"])
         spec.validate(hp)
-        for key in ("foreach",):
+        for key in ("foreach", "fused"):
             if group[key] is not None and not isinstance(group[key], bool):
                 raise TypeError(f"{key} must be None or a bool, got {group[key]!r}")
+        if group["fused"]:  # the fused CPU kernels (see _fused): built here, so that a failed build says so now
+            if group["foreach"]:
+                raise ValueError("fused=True and foreach=True cannot be used together")
+            from . import _fused
+
+            _fused.check(self, group["params"])
         if not isinstance(group["maximize"], bool):
             raise TypeError(f"maximize must be a bool, got {group['maximize']!r}")
         for p in group["params"]:
@@ -93,6 +101,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         from ._compat import translate
 
         super().load_state_dict(translate(self.rule, self.param_groups, state_dict))
+        # torch casts "step" to float32 in a group with fused=True (its fused Adam's convention); ours stays float64
+        for st in self.state.values():
+            if isinstance(st.get("step"), Tensor) and st["step"].dtype != STEP_DTYPE:
+                st["step"] = st["step"].to(STEP_DTYPE)
 
     def _initial_state(self, name: str, p: Tensor, g: Tensor, group: dict[str, Any]) -> Tensor:
         """A buffer's value before the first step: zeros like p, unless the rule says otherwise."""
@@ -140,6 +152,11 @@ class RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            if group.get("fused"):  # the hand-fused C++ CPU kernels (holocron_torch/optim/_fused)
+                from ._fused import fused_step
+
+                fused_step(self, group)
+                continue
             fields = self._fields(group)
             params, grads, steps, lists = [], [], [], tuple([] for _ in fields)
             self._init_group(group, params, grads, steps, *lists)
@@ -188,6 +205,39 @@ def _pick(idx: list[int], *lists: Tensors) -> tuple[Tensors, ...]:
 
 # ---- small list helpers that more than one rule's math uses ----------------------------------------------
 Scalar = float | Tensor
+
+
+def _is_dtensor(x: Tensor) -> bool:
+    # torch.distributed.tensor is imported by whoever makes a DTensor; importing it here would cost every user
+    # 0.7 s at import time
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(x, module.DTensor)
+
+
+def reduced(x: Tensor) -> Tensor:
+    """A reduction (norm, sum, max) of a tensor, settled over the whole logical tensor. On a DTensor (FSDP2,
+    tensor parallel) a reduction over a sharded dim leaves each rank a partial result; here the partial results
+    are all-reduced, once (a scalar per tensor, or a vector per row), instead of again at each later use. Dims
+    that stay sharded stay sharded; nothing is gathered. A plain tensor is returned as it is."""
+    if _is_dtensor(x) and any(pl.is_partial() for pl in x.placements):
+        from torch.distributed.tensor import Replicate
+
+        return x.redistribute(placements=[Replicate() if pl.is_partial() else pl for pl in x.placements])
+    return x
+
+
+def norms(xs: Tensors) -> Tensors:
+    """‖x‖ of each whole tensor (for a DTensor: one all-reduce of partial norms, see :func:`reduced`)."""
+    return [reduced(n) for n in torch._foreach_norm(xs)]
+
+
+def copy_(dst: Tensors, src: Tensors) -> None:
+    """dst ← src, tensor by tensor (DTensor has no sharding rule for torch._foreach_copy_ in torch 2.13)."""
+    if any(_is_dtensor(x) for x in dst):
+        for d, s in zip(dst, src):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)
 
 
 def add_scaled_(ys: Tensors, xs: Tensors, a: Scalar | Tensors) -> None:

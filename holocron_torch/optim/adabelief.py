@@ -61,7 +61,8 @@ class AdaBelief(RuleOptimizer):
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
         capturable, differentiable: torch.optim.Adam's keywords, kept for the signature; True is refused.
-        fused: None or False; a fused kernel is not available yet, so True is refused.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "adabelief"
@@ -82,7 +83,7 @@ class AdaBelief(RuleOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        for name, value in (("capturable", capturable), ("differentiable", differentiable), ("fused", fused)):
+        for name, value in (("capturable", capturable), ("differentiable", differentiable)):
             if value:
                 raise ValueError(f"AdaBelief does not support {name}={value!r} yet; leave it at its default")
         super().__init__(
@@ -94,4 +95,5 @@ class AdaBelief(RuleOptimizer):
             amsgrad=amsgrad,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )

@@ -9,27 +9,36 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, ema_, ema_sq_
+from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, ema_, ema_sq_, reduced
 
 __all__ = ["AdamP", "adamp"]
 
 
-def _project_view(theta: Tensor, g: Tensor, p: Tensor, delta: float, eps: float) -> tuple[Tensor, Tensor]:
-    """(projects?, q) for one 2-d view whose rows are tested: max_i |cos(g_i, θ_i)| < δ/√(row length)."""
-    t_norm, g_norm = theta.norm(dim=1), g.norm(dim=1)
-    cos = (g * theta).sum(dim=1) / (g_norm.clamp_min(eps) * t_norm.clamp_min(eps))
-    projects = cos.abs().max() < delta / math.sqrt(theta.shape[1])
-    n = theta / (t_norm.unsqueeze(1) + eps)  # n_i = θ_i / (‖θ_i‖ + ε)
-    return projects, p - (n * p).sum(dim=1, keepdim=True) * n  # q_i = p_i - (n_i · p_i) n_i
+def _project_rows(
+    theta: Tensor, g: Tensor, p: Tensor, dims: tuple[int, ...], delta: float, eps: float
+) -> tuple[Tensor, Tensor]:
+    """(projects?, q) for rows that span ``dims`` (the other dims index the rows), tested together:
+    max_i |cos(g_i, θ_i)| < δ/√(row length). Sums over dims rather than a reshape to 2-d: on a sharded DTensor
+    a flattening reshape would gather the tensor, a sum over dims is an all-reduce of partial sums."""
+    t_norm = reduced(torch.linalg.vector_norm(theta, dim=dims, keepdim=True))
+    g_norm = reduced(torch.linalg.vector_norm(g, dim=dims, keepdim=True))
+    cos = reduced((g * theta).sum(dim=dims, keepdim=True)) / (g_norm.clamp_min(eps) * t_norm.clamp_min(eps))
+    threshold = delta / math.sqrt(math.prod([theta.shape[d] for d in dims]))
+    # max_i |cos_i| < threshold, as "no row reaches it" (nor is NaN): a count is 0, not an error, on a rank that
+    # holds no row of a sharded tensor
+    projects = reduced((~(cos.abs() < threshold)).sum()) == 0
+    n = theta / (t_norm + eps)  # n_i = θ_i / (‖θ_i‖ + ε)
+    return projects, p - reduced((n * p).sum(dim=dims, keepdim=True)) * n  # q_i = p_i - (n_i · p_i) n_i
 
 
 def project(theta: Tensor, g: Tensor, p: Tensor, *, delta: float, wd_ratio: float, eps: float) -> tuple[Tensor, Tensor]:
     """(q, r): p projected on θ's tangent space by the first view (channels, then layer) where g ⟂ θ."""
     if theta.dim() < 2 or theta.numel() == 0:
         return p, torch.ones((), dtype=p.dtype, device=p.device)
-    views = [lambda x: x.reshape(x.shape[0], -1), lambda x: x.reshape(1, -1)]
-    (c_ch, q_ch), (c_ly, q_ly) = (_project_view(v(theta), v(g), v(p), delta, eps) for v in views)
-    q = torch.where(c_ch, q_ch.reshape(p.shape), torch.where(c_ly, q_ly.reshape(p.shape), p))
+    # rows: one per output channel (spanning dims 1..n), then one for the whole tensor (spanning all dims)
+    channels, layer = tuple(range(1, theta.dim())), tuple(range(theta.dim()))
+    (c_ch, q_ch), (c_ly, q_ly) = (_project_rows(theta, g, p, dims, delta, eps) for dims in (channels, layer))
+    q = torch.where(c_ch, q_ch, torch.where(c_ly, q_ly, p))
     r = 1.0 - (1.0 - wd_ratio) * (c_ch | c_ly).to(theta.dtype)  # wd_ratio if projected, else 1
     return q, r
 
@@ -101,6 +110,8 @@ class AdamP(RuleOptimizer):
         nesterov: Nesterov direction, as in the official code.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "adamp"
@@ -120,6 +131,7 @@ class AdamP(RuleOptimizer):
         nesterov: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -133,4 +145,5 @@ class AdamP(RuleOptimizer):
             nesterov=nesterov,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )

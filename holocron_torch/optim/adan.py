@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, ema_, ema_sq_
+from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, copy_, ema_, ema_sq_
 
 __all__ = ["Adan", "adan"]
 
@@ -50,7 +50,7 @@ def adan(
     add_scaled_(params, u, -lr)
     if weight_decay:
         torch._foreach_div_(params, [1 + lr * weight_decay] * len(params))
-    torch._foreach_copy_(g_prev, grads)  # remember g_t
+    copy_(g_prev, grads)  # remember g_t
 
 
 class Adan(RuleOptimizer):
@@ -74,6 +74,8 @@ class Adan(RuleOptimizer):
         amsgrad: use the running max of n_t (holocron's extension; not in the paper).
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "adan"
@@ -90,6 +92,7 @@ class Adan(RuleOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -100,6 +103,7 @@ class Adan(RuleOptimizer):
             amsgrad=amsgrad,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )
 
     def _initial_state(self, name: str, p: Tensor, g: Tensor, group: dict[str, Any]) -> Tensor:

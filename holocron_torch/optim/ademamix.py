@@ -92,6 +92,8 @@ class AdEMAMix(RuleOptimizer):
         amsgrad: listed by the spec, but AdEMAMix has no AMSGrad variant: True is refused.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "ademamix"
@@ -111,6 +113,7 @@ class AdEMAMix(RuleOptimizer):
         amsgrad: bool = False,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         if amsgrad is not False:
             raise ValueError(f"AdEMAMix has no AMSGrad variant: amsgrad must be False, got {amsgrad!r}")
@@ -125,4 +128,5 @@ class AdEMAMix(RuleOptimizer):
             beta3_warmup=beta3_warmup,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )

@@ -26,7 +26,7 @@ __all__ = ["NORM_LAYERS", "create", "names", "resolve", "split_hyperparameters",
 #: layers whose parameters never get weight decay (batch/instance norms, layer/group/RMS norms)
 NORM_LAYERS: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm)
 #: keyword arguments every base optimizer takes besides its rule's hyperparameters
-_OPTIONS = ("foreach", "maximize")
+_OPTIONS = ("foreach", "maximize", "fused")
 
 
 def names() -> list[str]:

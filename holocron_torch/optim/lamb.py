@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, clip_norm, ema_, ema_sq_, trust_ratio
+from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, clip_norm, ema_, ema_sq_, norms, trust_ratio
 
 __all__ = ["LAMB", "lamb", "DEFAULT_CLIP"]
 
@@ -34,7 +34,7 @@ def lamb(
     u = adam_direction(m, v, step, betas, eps)  # r_t = m̂_t / (√v̂_t + ε)
     torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = r_t + λ θ_{t-1}
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    tau = trust_ratio(clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u))
+    tau = trust_ratio(clip_norm(norms(params), scale_clip or DEFAULT_CLIP), norms(u))
     # θ_t = θ_{t-1} - α τ_t u_t
     add_scaled_(params, u, [-lr * x for x in tau])
 
@@ -60,6 +60,8 @@ class LAMB(RuleOptimizer):
         scale_clip: (lo, hi) bounds of φ on ‖θ‖; None means (0, 10), holocron's default.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "lamb"
@@ -76,6 +78,7 @@ class LAMB(RuleOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -86,4 +89,5 @@ class LAMB(RuleOptimizer):
             scale_clip=scale_clip,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )

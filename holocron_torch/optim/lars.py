@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, clip_norm, trust_ratio
+from ._base import RuleOptimizer, Tensors, add_scaled_, clip_norm, norms, trust_ratio
 
 __all__ = ["LARS", "lars"]
 
@@ -27,7 +27,7 @@ def lars(
 ) -> None:
     r"""One LARS step over lists of tensors, in place (see :class:`LARS` for the math)."""
     torch._foreach_add_(step, 1)
-    p_norm, g_norm = torch._foreach_norm(params), torch._foreach_norm(grads)
+    p_norm, g_norm = norms(params), norms(grads)
     # d_t = g_t + λ θ_{t-1}
     d = torch._foreach_add(grads, params, alpha=weight_decay)
     # γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖), 1 if either is 0
@@ -64,6 +64,8 @@ class LARS(RuleOptimizer):
         scale_clip: (lo, hi) clamp φ on ‖θ‖ in the local LR; None: no clamp.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "lars"
@@ -81,6 +83,7 @@ class LARS(RuleOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -92,4 +95,5 @@ class LARS(RuleOptimizer):
             scale_clip=scale_clip,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )

@@ -16,6 +16,7 @@ from ._base import (
     clip_norm,
     ema_,
     ema_sq_,
+    norms,
     trust_ratio,
 )
 from .lamb import DEFAULT_CLIP
@@ -54,7 +55,7 @@ def ralars(
         for r, c, ad, mh in zip(rho, rect, adam, m_hat)
     ]
     torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = a_t + λ θ_{t-1}
-    tau = trust_ratio(clip_norm(torch._foreach_norm(params), scale_clip or DEFAULT_CLIP), torch._foreach_norm(u))
+    tau = trust_ratio(clip_norm(norms(params), scale_clip or DEFAULT_CLIP), norms(u))
     add_scaled_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
 
 
@@ -83,6 +84,8 @@ class RaLars(RuleOptimizer):
         scale_clip: (lo, hi) bounds of φ on ‖θ‖; None means (0, 10).
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "ralars"
@@ -100,6 +103,7 @@ class RaLars(RuleOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -111,4 +115,5 @@ class RaLars(RuleOptimizer):
             scale_clip=scale_clip,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )

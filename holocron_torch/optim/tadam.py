@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, ema_sq_
+from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, ema_sq_, reduced
 
 __all__ = ["TAdam", "tadam"]
 
@@ -41,11 +41,9 @@ def tadam(
         dist = torch._foreach_sub(g_hat, m)
         torch._foreach_mul_(dist, dist)
         torch._foreach_div_(dist, torch._foreach_add(v, eps))
-        nus = [float(p.numel() if dof is None else dof) for p in params]
-        w = [
-            (nu + p.numel()) / (nu + x.sum()) if p.numel() else torch.ones_like(x.sum())
-            for nu, p, x in zip(nus, params, dist)
-        ]
+        nus = [float(p.numel() if dof is None else dof) for p in params]  # numel: the whole (logical) tensor's
+        sums = [reduced(x.sum()) for x in dist]
+        w = [(nu + p.numel()) / (nu + s) if p.numel() else torch.ones_like(s) for nu, p, s in zip(nus, params, sums)]
     # m_t = W_{t-1}/(W_{t-1} + w_t) m_{t-1} + w_t/(W_{t-1} + w_t) ĝ_t
     torch._foreach_lerp_(m, g_hat, [wi / (Wi + wi) for wi, Wi in zip(w, W)])
     # W_t = (2β1 - 1)/β1 W_{t-1} + w_t
@@ -83,6 +81,8 @@ class TAdam(RuleOptimizer):
         dof: ν > 0, inf, or None (= the tensor's numel).
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+            None/False: the default path.
     """
 
     rule = "tadam"
@@ -100,6 +100,7 @@ class TAdam(RuleOptimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -111,6 +112,7 @@ class TAdam(RuleOptimizer):
             dof=dof,
             foreach=foreach,
             maximize=maximize,
+            fused=fused,
         )
 
     def _initial_state(self, name: str, p: Tensor, g: Tensor, group: dict[str, Any]) -> Tensor:

@@ -17,6 +17,8 @@ from torch import Tensor
 import reference
 from reference.scout import STEADY
 
+from ._base import copy_, reduced
+
 __all__ = ["Lookahead", "Scout"]
 
 _HOOKS = (
@@ -122,7 +124,7 @@ class _SyncWrapper(torch.optim.Optimizer):
         params = list(group["params"])
         phi = [self.state[p]["phi"] for p in params]
         torch._foreach_lerp_(phi, params, rho)
-        torch._foreach_copy_(params, phi)
+        copy_(params, phi)
 
 
 class Lookahead(_SyncWrapper):
@@ -167,9 +169,8 @@ class Scout(_SyncWrapper):
         super()._init_slow(p, group)
         k = group["sync_period"]
         # the fast weights since the last sync: row 0 is φ, row i the weights after the i-th fast step
-        history = torch.zeros((k + 1, *p.shape), dtype=p.dtype, device=p.device)
-        history[0].copy_(p.detach())
-        self.state[p]["history"] = history
+        # (stacked, so that a sharded DTensor p gives a history sharded like it, one dim further)
+        self.state[p]["history"] = torch.stack([p.detach()] + [torch.zeros_like(p.detach())] * k)
 
     def _after_fast_step(self, n: int) -> None:
         for group in self.param_groups:
@@ -184,8 +185,8 @@ class Scout(_SyncWrapper):
             s = D.std(dim=0, correction=1)
             M = (D - D.mean(dim=0)).abs().amax(dim=0)
             valid = M > STEADY * D.abs().amax(dim=0)
-            count = valid.sum()
-            ratio = torch.where(valid, s / torch.where(valid, M, 1.0), 0.0).sum()
+            count = reduced(valid.sum())  # over the whole tensor (a DTensor: all-reduces of partial sums)
+            ratio = reduced(torch.where(valid, s / torch.where(valid, M, 1.0), 0.0).sum())
             cs.append(torch.where(count > 0, ratio / count.clamp_min(1), 0.0))
             has.append(count > 0)
         c, h = torch.stack(cs), torch.stack(has).to(cs[0].dtype)

@@ -1,0 +1,255 @@
+"""The fused CPU path (fused=True, holocron_torch/optim/_fused): the same numbers and the same state as the default
+path, its fallbacks (dtypes and layouts the kernels do not take), its errors, and its on-disk build cache.
+The step-for-step suite (tests/test_step_for_step.py, modes "fused" and "fused-maximize") checks it against the
+reference in float64; here it is checked against the default path, in float32 and float64."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import holocron_torch.optim as optim
+from holocron_torch.optim import _fused
+from reference import adamp as adamp_ref
+from tests.registry import BASE, RULES, torch_class
+
+#: per rule, settings that reach every buffer and branch (amsgrad, nesterov, warm-ups, clip, dof)
+SETTINGS = {
+    "lars": [
+        dict(momentum=0.9, weight_decay=0.01, nesterov=True),
+        dict(momentum=0.5, dampening=0.3, scale_clip=(0.1, 2.0)),
+    ],
+    "lamb": [dict(weight_decay=0.01), dict(scale_clip=(0.5, 2.0))],
+    "ralars": [dict(weight_decay=0.01), dict(force_adaptive_momentum=True), dict(betas=(0.9, 0.9))],
+    "tadam": [dict(weight_decay=0.01), dict(amsgrad=True, dof=5.0), dict(dof=math.inf)],
+    "adabelief": [dict(weight_decay=0.01), dict(amsgrad=True)],
+    "adamp": [dict(weight_decay=0.1), dict(amsgrad=True, nesterov=True, weight_decay=0.1)],
+    "adan": [dict(weight_decay=0.01), dict(amsgrad=True)],
+    "ademamix": [dict(weight_decay=0.01), dict(alpha_warmup=3, beta3_warmup=3)],
+}
+CASES = [pytest.param(name, kw, id=f"{name}-{i}") for name in BASE for i, kw in enumerate(SETTINGS[name])]
+SHAPES = [(), (1,), (33,), (0,), (6, 5), (1, 40), (4, 3, 3, 3)]
+#: float32: both paths round differently (the kernels sum in double, compute per-tensor scalars in double)
+RTOL = {torch.float64: 1e-12, torch.float32: 1e-4}
+
+
+def tensors(dtype, seed=0, shapes=SHAPES):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in shapes]
+
+
+def gradients(params, step, orthogonal=False):
+    """Seeded gradients; ``orthogonal``: each row of a >= 2-d one made orthogonal to its parameter's row (AdamP's
+    channel view projects), on odd steps only the whole tensor (the layer view projects)."""
+    g = torch.Generator().manual_seed(1000 + step)
+    out = []
+    for p in params:
+        x = torch.randn(p.shape, generator=g, dtype=torch.float64)
+        th = p.detach().double()
+        if orthogonal and p.dim() >= 2 and p.numel():
+            if step % 2:
+                x = x - (x * th).sum() / (th * th).sum() * th
+            else:
+                rows, t2 = x.reshape(p.shape[0], -1), th.reshape(p.shape[0], -1)
+                x = (rows - (rows * t2).sum(1, keepdim=True) / (t2 * t2).sum(1, keepdim=True) * t2).reshape(p.shape)
+        out.append(x.to(p.dtype))
+    return out
+
+
+def run(name, kw, dtype, fused, steps=5, maximize=False, orthogonal=False, lr=0.01):
+    params = [nn.Parameter(t) for t in tensors(dtype)]
+    opt = torch_class(RULES[name])(params, lr=lr, maximize=maximize, fused=fused, **kw)
+    for t in range(steps):
+        for p, g in zip(params, gradients(params, t, orthogonal)):
+            p.grad = g
+        opt.step()
+    return params, opt
+
+
+def assert_close(a, b, rtol, what):
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    if a.numel():
+        scale = b.double().abs().max().item()
+        err = (a.double() - b.double()).abs().max().item()
+        assert err <= rtol * (scale + 1e-300), f"{what}: |diff| {err:.3g} > {rtol:g} × {scale:.3g}"
+
+
+def assert_same_run(fused, default, rtol):
+    (pf, of), (pd, od) = fused, default
+    for i, (x, y) in enumerate(zip(pf, pd)):
+        assert_close(x, y, rtol, f"tensor {i}")
+        sf, sd = of.state[x], od.state[y]
+        assert sf.keys() == sd.keys(), f"tensor {i}: state {sorted(sf)} != {sorted(sd)}"
+        for k in sd:
+            assert_close(sf[k], sd[k], 0.0 if k == "step" else rtol, f"tensor {i}, state {k!r}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
+@pytest.mark.parametrize(("name", "kw"), CASES)
+def test_fused_equals_default_path_every_buffer(name, kw, maximize, dtype):
+    fused = run(name, kw, dtype, True, maximize=maximize)
+    default = run(name, kw, dtype, None, maximize=maximize)
+    assert_same_run(fused, default, RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("delta", [0.1, 1.0])
+def test_adamp_projection_both_views(delta, dtype):
+    """Gradients orthogonal to θ per row (even steps) or as a whole (odd steps): the kernels' per-row sums must
+    decide and project as the default path does."""
+    kw = dict(weight_decay=0.1, wd_ratio=0.3, delta=delta)
+    params = [p for p in tensors(torch.float64) if p.dim() >= 2]
+    for step, view in ((0, 0), (1, 1)):  # the view that projects: (a) rows on even steps, (b) the whole on odd ones
+        for p, g in zip(params, gradients(params, step, orthogonal=True)):
+            cos = [np.abs(adamp_ref.cosine(x, th, 1e-8)).max() * math.sqrt(th.shape[1]) for x, th in
+                   zip(adamp_ref.views(g.numpy()), adamp_ref.views(p.numpy()))]  # fmt: skip
+            assert cos[view] < delta and (view == 0 or p.shape[0] == 1 or cos[0] >= delta), (step, p.shape, cos)
+    fused = run("adamp", kw, dtype, True, steps=6, orthogonal=True)
+    default = run("adamp", kw, dtype, None, steps=6, orthogonal=True)
+    assert_same_run(fused, default, RTOL[dtype])
+
+
+def test_lr_tensor_and_param_groups():
+    def go(fused):
+        params = [nn.Parameter(t) for t in tensors(torch.float64)]
+        groups = [{"params": params[:3], "lr": torch.tensor(0.05)}, {"params": params[3:], "weight_decay": 0.1}]
+        opt = optim.LAMB(groups, lr=0.01, fused=fused)
+        for t in range(3):
+            for p, g in zip(params, gradients(params, t)):
+                p.grad = g
+            opt.step()
+        return params, opt
+
+    assert_same_run(go(True), go(None), RTOL[torch.float64])
+
+
+@pytest.mark.parametrize("name", BASE)
+def test_state_dicts_move_between_fused_and_default(name):
+    """The state layout is the default path's: train fused, continue on the default path (and back), and land
+    where a run on one path lands."""
+    kw = SETTINGS[name][-1]
+    ref_params, ref_opt = run(name, kw, torch.float64, None, steps=6)
+    params = [nn.Parameter(t) for t in tensors(torch.float64)]
+    opt = torch_class(RULES[name])(params, lr=0.01, fused=True, **kw)
+    for t in range(6):
+        if t in (2, 4):  # switch paths through a saved state_dict
+            buf = io.BytesIO()
+            torch.save(opt.state_dict(), buf)
+            buf.seek(0)
+            opt = torch_class(RULES[name])(params, lr=0.01, fused=t == 4, **kw)
+            opt.load_state_dict(torch.load(buf))
+            assert opt.param_groups[0]["fused"] is (t == 2)  # saved groups carry the flag, as torch's
+            opt.param_groups[0]["fused"] = t == 4
+        for p, g in zip(params, gradients(params, t)):
+            p.grad = g
+        opt.step()
+    assert_same_run((params, opt), (ref_params, ref_opt), RTOL[torch.float64])
+
+
+@pytest.mark.parametrize("name", BASE)
+def test_fallback_for_what_the_kernels_do_not_take(name):
+    """bfloat16 and non-dense (strided view) parameters in a fused group take the default list function, per
+    tensor: bitwise the default path's numbers; the float64 neighbours still go through the kernels."""
+    kw = SETTINGS[name][-1]
+
+    def go(fused):
+        base = torch.randn(6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        params = [
+            nn.Parameter(torch.randn(5, 4, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)),
+            nn.Parameter(base[:, ::2]),  # not dense: strides (8, 2)
+            nn.Parameter(torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(5))),
+        ]
+        assert not params[1].is_contiguous()
+        opt = torch_class(RULES[name])(params, lr=0.01, maximize=True, fused=fused, **kw)
+        for t in range(3):
+            for p, g in zip(params, gradients(params, t)):
+                p.grad = g
+            opt.step()
+        return params, opt
+
+    (pf, of), (pd, od) = go(True), go(False)
+    for i in (0, 1):
+        assert torch.equal(pf[i], pd[i]), f"tensor {i}"
+        for k in od.state[pd[i]]:
+            assert torch.equal(of.state[pf[i]][k], od.state[pd[i]][k]), f"tensor {i}, state {k!r}"
+    assert_same_run(([pf[2]], of), ([pd[2]], od), RTOL[torch.float64])
+
+
+def test_kernels_report_what_they_skip():
+    ext = _fused.load()
+    p = [torch.zeros(3, dtype=torch.bfloat16), torch.zeros(3), torch.zeros(4, 4)[:, ::2]]
+    g = [torch.ones_like(x) for x in p]
+    v = [torch.zeros_like(x) for x in p]
+    steps = [torch.zeros((), dtype=torch.float64) for _ in p]
+    assert ext.lars(p, g, v, steps, 0.1, 0.0, 0.0, 0.0, False, 0.0, math.inf, 1.0) == [0, 2]
+    assert [s.item() for s in steps] == [0.0, 1.0, 0.0]  # only the tensor it updated counts a step
+
+
+def test_version_counters_are_bumped_like_any_in_place_op():
+    p = nn.Parameter(torch.ones(4, dtype=torch.float64))
+    opt = optim.Adan([p], fused=True)
+    p.grad = torch.ones_like(p)
+    before = p._version
+    opt.step()
+    assert p._version > before
+
+
+def test_invalid_fused_options():
+    p = [nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="fused"):
+        optim.LAMB(p, fused=True, foreach=True)
+    with pytest.raises(TypeError, match="fused"):
+        optim.LAMB(p, fused="yes")
+    with pytest.raises(NotImplementedError, match="CPU"):
+        optim.LAMB([nn.Parameter(torch.zeros(2, device="meta"))], fused=True)
+    with pytest.raises(NotImplementedError, match="fused CUDA path is not available yet; use foreach"):
+        _fused.check_devices([SimpleNamespace(device=torch.device("cuda", 0))])
+    opt = optim.LAMB(p)
+    with pytest.raises(NotImplementedError, match="CPU"):  # a group added later is checked too, and not kept
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, device="meta"))], "fused": True})
+    assert len(opt.param_groups) == 1
+
+
+def test_a_failed_build_is_a_clear_runtime_error_at_construction(monkeypatch):
+    def no_compiler():
+        raise OSError("[Errno 2] No such file or directory: 'c++'")
+
+    monkeypatch.setattr(_fused, "_ext", None)
+    monkeypatch.setattr(_fused, "_build", no_compiler)
+    with pytest.raises(RuntimeError, match=r"could not be built: OSError: .*'c\+\+'") as info:
+        optim.AdaBelief([nn.Parameter(torch.zeros(2))], fused=True)
+    assert isinstance(info.value.__cause__, OSError)
+    optim.AdaBelief([nn.Parameter(torch.zeros(2))]).step()  # the default path never builds
+
+
+def test_the_build_is_cached_on_disk_for_later_processes():
+    """A new process loads the library built before (no compile: the .so keeps its timestamp)."""
+    _fused.load()
+    folder = _fused.build_directory()
+    [so] = folder.glob("*.so")
+    stamp = so.stat().st_mtime_ns
+    code = "from holocron_torch.optim import _fused; print(_fused.load().__file__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == str(so)
+    assert so.stat().st_mtime_ns == stamp
+
+
+def test_a_stale_build_lock_is_removed(monkeypatch):
+    """A build killed midway leaves cpp_extension's lock file behind, on which the next process would wait forever."""
+    lock = _fused.build_directory() / "lock"
+    lock.write_text("")
+    old = lock.stat().st_mtime - 2 * _fused.STALE_LOCK_S
+    os.utime(lock, (old, old))
+    monkeypatch.setattr(_fused, "_ext", None)
+    assert _fused.load() is not None
+    assert not lock.exists()
