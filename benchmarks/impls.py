@@ -205,11 +205,11 @@ _PEERS: dict[str, list[tuple[str, str, str, str, str | None, dict[str, Any], int
 PEER_LIBRARIES = ("pylocron", "pytorch_optimizer", "timm", "heavyball")
 
 
-def _ours(rule: str, foreach: bool | None) -> Callable[..., torch.optim.Optimizer]:
+def _ours(rule: str, foreach: bool | None, fused: bool | None = None) -> Callable[..., torch.optim.Optimizer]:
     def make(params: list[torch.nn.Parameter], **kw: Any) -> torch.optim.Optimizer:
         from holocron_torch import optim
 
-        return getattr(optim, BASE_RULES[rule].cls)(params, foreach=foreach, **kw)
+        return getattr(optim, BASE_RULES[rule].cls)(params, foreach=foreach, fused=fused, **kw)
 
     return make
 
@@ -243,6 +243,7 @@ def implementations(rule: str, *, heavyball_eager: bool = False) -> list[Impl]:
     out = [
         Impl("ours", "ours (default: per-tensor loop)", "ours", _bind(_ours(rule, None), common)),
         Impl("ours-foreach", "ours foreach=True", "ours", _bind(_ours(rule, True), common), {"foreach": True}),
+        Impl("ours-fused", "ours fused=True", "ours", _bind(_ours(rule, None, True), common), {"fused": True}),
     ]
     for library, label, module, cls, package, kw, extra in _PEERS[rule]:
         eager = library == "heavyball" and heavyball_eager

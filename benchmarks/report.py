@@ -16,8 +16,9 @@ PEER_TITLE = {
     "timm": "timm",
     "heavyball": "heavyball",
 }
-BAR_KEYS = ("ours", "ours-foreach", *PEER_KEYS)
+BAR_KEYS = ("ours-fused", "ours", "ours-foreach", *PEER_KEYS)
 COLORS = {
+    "ours-fused": "#08306b",
     "ours": "#1f77b4",
     "ours-foreach": "#9ecae1",
     "pylocron": "#d62728",
@@ -147,6 +148,36 @@ def _summary(raw: dict[str, Any]) -> list[str]:
                 _fmt_ratio(st.vs("ours", impls.ADAMW_FUSED)),
                 _fmt_mem(res, "ours"),
                 _fmt_mem(res, "ours-foreach"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _summary_fused(raw: dict[str, Any]) -> list[str]:
+    head = (
+        "| rule | set | fused ms | fused ÷ fastest peer | fused ÷ holocron | fused ÷ default path | fused ÷ floor "
+        "| fused ÷ AdamW fused | transient fused ×P |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for rule in (r for r in impls.FLOORS if r != "adamw"):
+        for size in SIZE_ORDER:
+            res = raw["compare"].get(size, {}).get(rule)
+            if not res or "impls" not in res:
+                continue
+            st = Stats(rule, res)
+            if not st.ok("ours-fused"):
+                continue
+            peers = [r for r in (st.vs("ours-fused", k) for k in PEER_KEYS if st.ok(k)) if r is not None]
+            cells = [
+                impls.BASE_RULES[rule].cls,
+                impls.SIZES[size][0],
+                _fmt_ms(st.ms("ours-fused")),
+                _fmt_ratio(max(peers)) if peers else "—",
+                _fmt_ratio(st.vs("ours-fused", "pylocron")) if st.ok("pylocron") else "—",
+                _fmt_ratio(st.vs("ours-fused", "ours")),
+                _fmt_ratio(st.over_floor("ours-fused")),
+                _fmt_ratio(st.vs("ours-fused", impls.ADAMW_FUSED)),
+                _fmt_mem(res, "ours-fused"),
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -383,6 +414,12 @@ def _markdown(raw: dict[str, Any]) -> str:
         *_summary(raw),
         "",
         "— : the peer has no such rule. The default path is `foreach=None`, which is the per-tensor loop on CPU.",
+        "",
+        "## The fused path (`fused=True`: hand-fused C++/OpenMP kernels)",
+        "",
+        "fused ÷ fastest peer is the ratio to the fastest peer that has the rule (the largest of the ratios).",
+        "",
+        *_summary_fused(raw),
         "",
         "![benchmark chart](benchmarks.png)",
         "",
