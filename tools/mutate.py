@@ -65,11 +65,16 @@ MUTATIONS = [
     ("reference/adamp.py", "lr / (1 - beta1**t) * q", "lr * q", "adamp"),
     (
         "holocron_torch/optim/adamp.py",
-        "theta.mul_(1 - lr * weight_decay * r)",
-        "theta.mul_(1 - lr * weight_decay)",
+        "[1 - lr * weight_decay * r for r in rs]",
+        "[1 - lr * weight_decay for r in rs]",
         "adamp",
     ),
-    ("holocron_torch/optim/adamp.py", "lambda x: x.reshape(x.shape[0], -1), ", "", "adamp"),
+    (
+        "holocron_torch/optim/adamp.py",
+        "q = torch.where(c_ch, q_ch, torch.where(c_ly, q_ly, p))",
+        "q = torch.where(c_ly, q_ly, p)",
+        "adamp",
+    ),
     ("reference/adan.py", "delta = g - g_prev if t > 1 else np.zeros_like(g)", "delta = g - g_prev", "adan"),
     ("reference/adan.py", "u = (m_hat + beta2 * v_hat)", "u = (m_hat + (1 - beta2) * v_hat)", "adan"),
     ("holocron_torch/optim/adan.py", "copy_(g_prev, grads)  # remember", "pass  # remember", "adan"),
@@ -79,7 +84,7 @@ MUTATIONS = [
     ("holocron_torch/optim/ademamix.py", "ema_sq_(nu, grads, beta2)", "ema_sq_(nu, grads, beta3)", "ademamix"),
     ("holocron_torch/optim/ademamix.py", "add_scaled_(u, m2, a_t)", "add_scaled_(u, m1, a_t)", "ademamix"),
     ("reference/lookahead.py", "p + sync_rate * (th - p)", "th + sync_rate * (p - th)", "lookahead"),
-    ("holocron_torch/optim/wrapper.py", "torch._foreach_copy_(params, phi)", "pass", "lookahead or scout"),
+    ("holocron_torch/optim/wrapper.py", "        copy_(params, phi)", "        pass", "lookahead or scout"),
     ("reference/scout.py", "s = D.std(axis=0, ddof=1)", "s = D.std(axis=0, ddof=0)", "scout"),
     ("holocron_torch/optim/wrapper.py", "torch.maximum(1 - C, rate)", "torch.minimum(1 - C, rate)", "scout"),
 ]
