@@ -61,7 +61,7 @@ class AdaBelief(RuleOptimizer):
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
         capturable, differentiable: torch.optim.Adam's keywords, kept for the signature; True is refused.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
             None/False: the default path.
     """
 

@@ -74,7 +74,7 @@ class Adan(RuleOptimizer):
         amsgrad: use the running max of n_t (holocron's extension; not in the paper).
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
             None/False: the default path.
     """
 

@@ -92,7 +92,7 @@ class AdEMAMix(RuleOptimizer):
         amsgrad: listed by the spec, but AdEMAMix has no AMSGrad variant: True is refused.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
             None/False: the default path.
     """
 

@@ -60,7 +60,7 @@ class LAMB(RuleOptimizer):
         scale_clip: (lo, hi) bounds of φ on ‖θ‖; None means (0, 10), holocron's default.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
             None/False: the default path.
     """
 

@@ -64,7 +64,7 @@ class LARS(RuleOptimizer):
         scale_clip: (lo, hi) clamp φ on ‖θ‖ in the local LR; None: no clamp.
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
             None/False: the default path.
     """
 

@@ -81,7 +81,7 @@ class TAdam(RuleOptimizer):
         dof: ν > 0, inf, or None (= the tensor's numel).
         foreach: use the multi-tensor path (default: on CUDA only).
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built on first use, then cached);
+        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
             None/False: the default path.
     """
 
