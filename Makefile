@@ -41,7 +41,7 @@ bench: setup
 	$(BIN)/python -c "import torch; v = torch.__version__; assert v.split('+')[0] == '$(patsubst torch==%,%,$(TORCH))', v"
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# 10,000 float64 steps of every rule against the reference (~4 min); writes docs/soak.md
+# 10,000 float64 steps of every rule against the reference (~1-2 min); writes docs/soak.md
 soak: setup
 	$(BIN)/python tools/soak.py
 
