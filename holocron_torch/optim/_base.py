@@ -141,6 +141,32 @@ class RuleOptimizer(torch.optim.Optimizer):
             for f, buf in zip(fields, buffers):
                 buf.append(state[f])
 
+    def _gather(self, group: dict[str, Any]) -> tuple[Tensors, Tensors, Tensors, dict[str, Tensors]]:
+        """(params, grads, steps, {buffer name: list}) of the group's tensors that have a gradient."""
+        fields = self._fields(group)
+        params, grads, steps, lists = [], [], [], tuple([] for _ in fields)
+        self._init_group(group, params, grads, steps, *lists)
+        return params, grads, steps, dict(zip(fields, lists))
+
+    def _run(
+        self,
+        batches: list[list[int]],
+        params: Tensors,
+        grads: Tensors,
+        steps: Tensors,
+        buffers: dict[str, Tensors],
+        hp: dict[str, Any],
+    ) -> None:
+        """The rule's list function, once per batch of tensor indices (a foreach bucket, or one tensor)."""
+        for idx in batches:
+            type(self).fn(
+                _take(params, idx),
+                _take(grads, idx),
+                **{k: _take(v, idx) for k, v in buffers.items()},
+                step=_take(steps, idx),
+                **hp,
+            )
+
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         return {h.name: group[h.name] for h in self.spec().hypers}
 
@@ -157,33 +183,14 @@ class RuleOptimizer(torch.optim.Optimizer):
 
                 fused_step(self, group)
                 continue
-            fields = self._fields(group)
-            params, grads, steps, lists = [], [], [], tuple([] for _ in fields)
-            self._init_group(group, params, grads, steps, *lists)
+            params, grads, steps, buffers = self._gather(group)
             if not params:
                 continue
-            buffers = dict(zip(fields, lists))
-            hp = self._hyper(group)
             foreach = group["foreach"]
             if foreach is None:  # torch.optim's default: foreach on CUDA, a per-tensor loop elsewhere
                 foreach = all(p.is_cuda for p in params)
-            if foreach:
-                for idx in _buckets(params):
-                    type(self).fn(
-                        *_pick(idx, params, grads),
-                        **{k: _take(v, idx) for k, v in buffers.items()},
-                        step=_take(steps, idx),
-                        **hp,
-                    )
-            else:
-                for i in range(len(params)):
-                    type(self).fn(
-                        [params[i]],
-                        [grads[i]],
-                        **{k: [v[i]] for k, v in buffers.items()},
-                        step=[steps[i]],
-                        **hp,
-                    )
+            batches = _buckets(params) if foreach else [[i] for i in range(len(params))]
+            self._run(batches, params, grads, steps, buffers, self._hyper(group))
         return loss
 
 
@@ -197,10 +204,6 @@ def _buckets(params: Tensors) -> list[list[int]]:
 
 def _take(xs: Tensors, idx: list[int]) -> Tensors:
     return [xs[i] for i in idx]
-
-
-def _pick(idx: list[int], *lists: Tensors) -> tuple[Tensors, ...]:
-    return tuple(_take(xs, idx) for xs in lists)
 
 
 # ---- small list helpers that more than one rule's math uses ----------------------------------------------

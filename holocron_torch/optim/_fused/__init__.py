@@ -185,24 +185,20 @@ def fused_step(opt: Any, group: dict[str, Any]) -> None:
     if scalars is None:
         raise NotImplementedError(f"{type(opt).__name__} (rule {opt.rule!r}) has no fused kernel; use fused=None")
     kernel = getattr(load(), opt.rule)
-    fields = opt._fields(group)
-    params, grads, steps, lists = [], [], [], tuple([] for _ in fields)
     # maximize is the kernels' sign: the gradients are gathered as they are (no negated copies)
-    opt._init_group({**group, "maximize": False}, params, grads, steps, *lists)
+    params, grads, steps, buffers = opt._gather({**group, "maximize": False})
     if not params:
         return
     check_devices(params)
-    buffers = dict(zip(fields, lists))
     lr = group["lr"].item() if isinstance(group["lr"], Tensor) else float(group["lr"])  # CPU memory: no sync
     hp = opt._hyper(group)
     spec = opt.spec()
     lists = [buffers.get(k, []) for k in spec.state + tuple(spec.optional_state)]
     skipped = kernel(params, grads, *lists, steps, lr, *scalars(hp), -1.0 if group["maximize"] else 1.0)
-    for i in skipped:  # the default path, per tensor, for what the kernels do not take
-        g = grads[i]
-        if group["maximize"]:
-            g = torch.neg(g)
-            if steps[i].item() == 0:  # state made just now from +grad (Adan's g_prev = g_1): make it from -grad
-                for f in fields:
-                    buffers[f][i].copy_(opt._initial_state(f, params[i], g, group))
-        type(opt).fn([params[i]], [g], **{k: [v[i]] for k, v in buffers.items()}, step=[steps[i]], **hp)
+    if group["maximize"]:  # the default path takes -g; state made just now from +g (Adan's g_prev) is remade
+        for i in skipped:
+            grads[i] = torch.neg(grads[i])
+            if steps[i].item() == 0:
+                for f, buf in buffers.items():
+                    buf[i].copy_(opt._initial_state(f, params[i], grads[i], group))
+    opt._run([[i] for i in skipped], params, grads, steps, buffers, hp)  # the default path, per tensor
