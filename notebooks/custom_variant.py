@@ -110,12 +110,13 @@ class AdaBeliefW(torch.optim.Optimizer):
                     state["s"] = torch.zeros_like(p)
                 if not self.decay_after:
                     p.mul_(shrink)
+                state["step"] += 1  # the list function takes t already advanced: a Python number, or a 0-d tensor
                 adabelief_kernel(
                     [p],
                     [p.grad],
                     [state["m"]],
                     [state["s"]],
-                    [state["step"]],
+                    [state["step"].item()],
                     lr=group["lr"],
                     betas=group["betas"],
                     eps=group["eps"],

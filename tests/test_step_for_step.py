@@ -12,8 +12,10 @@ from holocron_torch.testing import negated, strategies, verify, wrapped
 from tests.registry import BASE, RULES, WRAPPED, torch_class
 
 MODES = {
+    "default": dict(),  # CPU: cache-sized foreach batches with host scalars (Python floats)
     "per-tensor": dict(foreach=False),
     "foreach": dict(foreach=True),
+    "device-scalars": dict(foreach=True, device_scalars=True),  # 0-d tensor scalars, torch.where branches
     "maximize": dict(maximize=True),
     "fused": dict(fused=True),  # the C++ CPU kernels (holocron_torch/optim/_fused), built on first use
     "fused-maximize": dict(fused=True, maximize=True),
@@ -26,7 +28,9 @@ def test_float64_matches_reference_every_step(name, mode, device):
     if device != "cpu" and kw_needs_cpu(MODES[mode]):
         pytest.skip("the fused kernels are CPU-only")
     rule = RULES[name]
-    cls, kw = torch_class(rule), MODES[mode]
+    cls, kw = torch_class(rule), dict(MODES[mode])
+    if kw.pop("device_scalars", False):
+        cls = device_scalars(cls)
     ref = negated(rule.module) if kw.get("maximize") else rule.module
     verify(
         lambda groups: cls(groups, **kw),
@@ -39,6 +43,12 @@ def test_float64_matches_reference_every_step(name, mode, device):
 
 def kw_needs_cpu(kw: dict) -> bool:
     return bool(kw.get("fused"))
+
+
+def device_scalars(cls: type) -> type:
+    """``cls`` on the device-scalar path (0-d tensor scalars, no read-back: what CUDA, DTensor and torch.compile
+    take) on any device, so that the CPU suite checks that path too."""
+    return type(cls.__name__, (cls,), {"host_scalars": staticmethod(lambda params: False)})
 
 
 @pytest.mark.parametrize(("wrapper", "base"), WRAPPED)

@@ -1,18 +1,29 @@
 """The one small base every holocron-torch rule shares: validation from the registry, lazy state,
-``step()`` plumbing and the foreach/per-tensor dispatch. The math lives in each rule's list function.
+``step()`` plumbing, the batching of tensors and the scalar helpers. The math lives in each rule's list function.
 
 A rule module provides a subclass with ``rule = "<registry name>"``, an explicit ``__init__`` (the drop-in
 signature, checked against the registry by the tests) and ``fn``: a pure function over lists of tensors
 
     fn(params, grads, <one list per state buffer>, step, *, <hyperparameters>) -> None
 
-that updates ``params`` and the buffers in place and never reads a tensor's value back to Python.
+that updates ``params`` and the buffers in place. ``step`` is the step count t of each tensor, already advanced
+for this step. Its type chooses how every per-tensor scalar (bias corrections, norms, trust ratios, branches) is
+computed, with the same code (the helpers below take either):
+
+- **host scalars** (eager CPU, the default path): ``step`` holds Python floats. Per-tensor reductions are read
+  back once per call (``.tolist()``: on the CPU a memory read, not a device sync), the scalars are Python numbers,
+  and they go into torch's fused in-place ops as their ``value``/``alpha``/``weight`` (one pass per op, no
+  temporaries for scalars), and a branch (RaLars' rectification, AdamP's projection) computes only the side taken;
+- **device scalars** (CUDA, DTensor, under torch.compile): ``step`` holds the float64 0-d state tensors; every
+  scalar stays a 0-d tensor and every branch is a ``torch.where``: nothing is read back to Python, so there is no
+  host sync and ``torch.compile(fullgraph=True)`` traces the step.
 """
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -21,15 +32,36 @@ from torch import Tensor
 import reference
 from reference._spec import Rule
 
-__all__ = ["RuleOptimizer", "Tensors", "bias_correction", "STEP_DTYPE"]
+__all__ = [
+    "STEP_DTYPE",
+    "RuleOptimizer",
+    "Scalars",
+    "Tensors",
+    "adam_denom",
+    "addcdiv_",
+    "axpy_",
+    "bias_correction",
+    "host_values",
+    "is_host",
+    "lerp_",
+    "lincomb",
+    "scale_",
+    "scaled",
+    "trust_ratio",
+]
 
 Tensors = list[Tensor]
+#: one scalar per tensor: Python floats (host scalars) or 0-d tensors (device scalars)
+Scalars = Sequence[Any]
 #: the step count is a float64 0-d tensor: exact to 2^53, and left as it is by load_state_dict
 STEP_DTYPE = torch.float64
+#: on the CPU's default path, small tensors are updated together (foreach) in batches of about this many elements:
+#: few enough that a batch's buffers stay in cache from one op to the next, many enough to pay one call per batch
+CPU_BATCH_NUMEL = 1 << 16
 
 
-def bias_correction(beta: float, steps: Tensors) -> Tensors:
-    """[1 - β^t for each step tensor t] (0-d float64 tensors)."""
+def bias_correction(beta: float, steps: Scalars) -> Scalars:
+    """[1 - β^t for each step t] (Python floats, or 0-d float64 tensors)."""
     return [1 - beta**t for t in steps]
 
 
@@ -157,15 +189,34 @@ class RuleOptimizer(torch.optim.Optimizer):
         buffers: dict[str, Tensors],
         hp: dict[str, Any],
     ) -> None:
-        """The rule's list function, once per batch of tensor indices (a foreach bucket, or one tensor)."""
+        """Advance the step counts, then call the rule's list function once per batch of tensor indices (a foreach
+        bucket, a cache-sized batch or one tensor), with host or device scalars (see the module's docstring)."""
+        todo = [i for idx in batches for i in idx]
+        if not todo:
+            return
+        torch._foreach_add_(_take(steps, todo), 1)
+        t: list[Any] = list(steps)
+        if self.host_scalars(_take(params, todo)):
+            for i, value in zip(todo, torch.stack(_take(steps, todo)).tolist()):
+                t[i] = value
+            if isinstance(hp["lr"], Tensor):
+                hp = {**hp, "lr": hp["lr"].item()}
         for idx in batches:
             type(self).fn(
                 _take(params, idx),
                 _take(grads, idx),
                 **{k: _take(v, idx) for k, v in buffers.items()},
-                step=_take(steps, idx),
+                step=_take(t, idx),
                 **hp,
             )
+
+    @staticmethod
+    def host_scalars(params: Tensors) -> bool:
+        """Whether per-tensor scalars are computed as Python floats: in eager mode, for plain CPU tensors (where
+        reading a value back is a memory read). Elsewhere (CUDA, DTensor, torch.compile) they stay 0-d tensors."""
+        if torch.compiler.is_compiling():
+            return False
+        return all(p.device.type == "cpu" and not _is_dtensor(p) for p in params)
 
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         return {h.name: group[h.name] for h in self.spec().hypers}
@@ -187,9 +238,11 @@ class RuleOptimizer(torch.optim.Optimizer):
             if not params:
                 continue
             foreach = group["foreach"]
-            if foreach is None:  # torch.optim's default: foreach on CUDA, a per-tensor loop elsewhere
-                foreach = all(p.is_cuda for p in params)
-            batches = _buckets(params) if foreach else [[i] for i in range(len(params))]
+            if foreach is None:  # CUDA: one foreach call per bucket (torch.optim's default); CPU: cache-sized batches
+                cpu = not all(p.is_cuda for p in params)
+                batches = _batches(params, CPU_BATCH_NUMEL) if cpu else _buckets(params)
+            else:
+                batches = _buckets(params) if foreach else [[i] for i in range(len(params))]
             self._run(batches, params, grads, steps, buffers, self._hyper(group))
         return loss
 
@@ -202,12 +255,190 @@ def _buckets(params: Tensors) -> list[list[int]]:
     return list(out.values())
 
 
-def _take(xs: Tensors, idx: list[int]) -> Tensors:
+def _batches(params: Tensors, numel: int) -> list[list[int]]:
+    """Indices of params in batches of one (device, dtype) and at most ``numel`` elements in all (a larger tensor
+    is a batch of its own): the CPU default. Each foreach op then walks buffers that are still in cache from the
+    previous op, and small tensors share one call per op instead of paying one each."""
+    out: list[list[int]] = []
+    open_: dict[tuple[torch.device, torch.dtype], tuple[list[int], int]] = {}
+    for i, p in enumerate(params):
+        n = p.numel()
+        if n >= numel:
+            out.append([i])
+            continue
+        key = (p.device, p.dtype)
+        batch, size = open_.get(key, ([], 0))
+        if size + n > numel and batch:
+            out.append(batch)
+            batch, size = [], 0
+        batch.append(i)
+        open_[key] = (batch, size + n)
+    out.extend(batch for batch, _ in open_.values() if batch)
+    return out
+
+
+def _take(xs: Scalars, idx: list[int]) -> list[Any]:
     return [xs[i] for i in idx]
 
 
-# ---- small list helpers that more than one rule's math uses ----------------------------------------------
-Scalar = float | Tensor
+# ---- the helpers the rules' math is written with: each takes host scalars (floats) or device scalars (0-d tensors)
+def is_host(a: Any) -> bool:
+    """Whether a scalar is a host scalar (a Python number) rather than a 0-d tensor."""
+    return isinstance(a, (int, float))
+
+
+def _one(a: Scalars) -> Any:
+    """The common value of a list of Python numbers that are all equal, else None."""
+    if all(is_host(x) for x in a) and all(x == a[0] for x in a):
+        return a[0]
+    return None
+
+
+def _per_tensor(a: Any, n: int) -> Scalars:
+    """A scalar (number or 0-d tensor) broadcast to one per tensor; a list is returned as it is."""
+    return list(a) if isinstance(a, (list, tuple)) else [a] * n
+
+
+def host_values(xs: Tensors, step: Scalars) -> Scalars:
+    """Per-tensor 0-d results (norms, sums, flags) as Python floats on the host path, in one read; as they are
+    on the device path (``step`` says which)."""
+    if not xs or not is_host(step[0]):
+        return xs
+    return torch.stack(xs).tolist()
+
+
+def sqrt(x: Any) -> Any:
+    """√x of a Python number or a tensor."""
+    return math.sqrt(x) if is_host(x) else x.sqrt()
+
+
+def exp(x: Any) -> Any:
+    """e^x of a Python number or a tensor."""
+    return math.exp(x) if is_host(x) else x.exp()
+
+
+def relu(x: Any) -> Any:
+    """max(x, 0) of a Python number or a tensor."""
+    return max(x, 0.0) if is_host(x) else x.clamp(min=0)
+
+
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """a if cond else b: a Python branch for host scalars, torch.where for device scalars."""
+    if is_host(cond):
+        return a if cond else b
+    if is_host(a) and is_host(b):  # step-derived: float64 like the step (two Python floats would give float32)
+        a = torch.tensor(a, dtype=STEP_DTYPE, device=cond.device)
+    return torch.where(cond, a, b)
+
+
+def scaled(xs: Tensors, a: Any) -> Tensors:
+    """New tensors a · x (a: a number, a 0-d tensor, or one scalar per tensor)."""
+    one = _one(_per_tensor(a, len(xs)))
+    return torch._foreach_mul(xs, one if one is not None else list(_per_tensor(a, len(xs))))
+
+
+def scale_(xs: Tensors, a: Any) -> None:
+    """x ← a · x in place."""
+    one = _one(_per_tensor(a, len(xs)))
+    torch._foreach_mul_(xs, one if one is not None else list(_per_tensor(a, len(xs))))
+
+
+def _skip_zeros(a: Scalars, *lists: Tensors) -> tuple[Scalars, ...]:
+    """Host scalars that are 0 leave their tensor as it is: those entries are dropped from every list."""
+    keep = [i for i, x in enumerate(a) if not (is_host(x) and x == 0)]
+    if len(keep) == len(a):
+        return (a, *lists)
+    return ([a[i] for i in keep], *([xs[i] for i in keep] for xs in lists))
+
+
+def lincomb(xs: Tensors, ys: Tensors, a: Any) -> Tensors:
+    """New tensors x + a · y: one fused pass per tensor for host scalars; device scalars scale a copy of y."""
+    ws = _per_tensor(a, len(xs))
+    one = _one(ws)
+    if one is not None:
+        return torch._foreach_add(xs, ys, alpha=one)
+    if all(is_host(w) for w in ws):
+        return [torch.add(x, y, alpha=w) for x, y, w in zip(xs, ys, ws)]
+    out = scaled(ys, ws)
+    torch._foreach_add_(out, xs)
+    return out
+
+
+def axpy_(ys: Tensors, xs: Tensors, a: Any) -> None:
+    """y ← y + a · x (a host scalar of 0 leaves y as it is). Host scalars: one fused pass per tensor, the same
+    rounding whichever tensors share the call; device scalars: a · x is formed first, then added."""
+    a, ys, xs = _skip_zeros(_per_tensor(a, len(xs)), ys, xs)
+    if not ys:
+        return
+    one = _one(a)
+    if one is not None:
+        torch._foreach_add_(ys, xs, alpha=one)
+    elif all(is_host(x) for x in a):
+        for y, x, ai in zip(ys, xs, a):
+            y.add_(x, alpha=ai)
+    else:
+        torch._foreach_add_(ys, scaled(xs, a))
+
+
+def lerp_(xs: Tensors, ys: Tensors, w: Any) -> None:
+    """x ← x + w (y - x), in one pass (w: a number, or one scalar per tensor)."""
+    ws = _per_tensor(w, len(xs))
+    one = _one(ws)
+    torch._foreach_lerp_(xs, ys, one if one is not None else list(ws))
+
+
+def addcdiv_(ys: Tensors, num: Tensors, den: Tensors, a: Any) -> None:
+    """y ← y + a · num / den (a host scalar of 0 leaves y as it is): one fused pass for host scalars; for device
+    scalars num / den is scaled, then added."""
+    ws, ys, num, den = _skip_zeros(_per_tensor(a, len(ys)), ys, num, den)
+    if not ys:
+        return
+    one = _one(ws)
+    if one is not None:
+        torch._foreach_addcdiv_(ys, num, den, value=one)
+    elif all(is_host(x) for x in ws):
+        torch._foreach_addcdiv_(ys, num, den, list(ws))
+    else:
+        q = torch._foreach_div(num, den)
+        torch._foreach_mul_(q, list(ws))
+        torch._foreach_add_(ys, q)
+
+
+def add_(xs: Tensors, a: Any) -> None:
+    """x ← x + a (a: a number, or one scalar per tensor)."""
+    ws = _per_tensor(a, len(xs))
+    one = _one(ws)
+    torch._foreach_add_(xs, one if one is not None else list(ws))
+
+
+def ema_(xs: Tensors, ys: Tensors, beta: float) -> None:
+    """x ← β x + (1 - β) y, as one lerp pass. Its weight 1 - β carries β to within 1e-16 absolute, which is 1e-13
+    relative for the β >= 1e-3 the rules are tested with; below that (β = 1e-10) the relative error of β grows to
+    1e-7 (the suite does not draw β in (0, 1e-3))."""
+    torch._foreach_lerp_(xs, ys, 1 - beta)
+
+
+def ema_sq_(xs: Tensors, ys: Tensors, beta: float) -> None:
+    """x ← β x + (1 - β) y²."""
+    torch._foreach_mul_(xs, beta)
+    torch._foreach_addcmul_(xs, ys, ys, value=1 - beta)
+
+
+def adam_denom(v: Tensors, bc2: Scalars, eps: float) -> Tensors:
+    """New tensors √v + ε √(1 - β2^t): the Adam denominator √(v / (1 - β2^t)) + ε times √(1 - β2^t), which the
+    caller folds into its step size (two passes instead of four)."""
+    denom = torch._foreach_sqrt(v)
+    add_(denom, [eps * sqrt(b) for b in bc2])
+    return denom
+
+
+def adam_step_(
+    params: Tensors, m: Tensors, v: Tensors, bc1: Scalars, bc2: Scalars, eps: float, lr: Any, num: Tensors | None = None
+) -> None:
+    """θ ← θ - α m̂ / (√v̂ + ε), with m̂ = m / (1 - β1^t), v̂ = v / (1 - β2^t); ``num`` replaces m when given.
+    Computed as θ - (α √(1 - β2^t) / (1 - β1^t)) · m / (√v + ε √(1 - β2^t))."""
+    denom = adam_denom(v, bc2, eps)
+    addcdiv_(params, m if num is None else num, denom, [-lr * sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)])
 
 
 def _is_dtensor(x: Tensor) -> bool:
@@ -243,45 +474,22 @@ def copy_(dst: Tensors, src: Tensors) -> None:
         torch._foreach_copy_(dst, src)
 
 
-def add_scaled_(ys: Tensors, xs: Tensors, a: Scalar | Tensors) -> None:
-    """ys += a · xs, for a Python number, a 0-d tensor (e.g. a tensor lr) or one 0-d tensor per tensor."""
-    if isinstance(a, (int, float)):
-        torch._foreach_add_(ys, xs, alpha=a)
-    else:
-        torch._foreach_add_(ys, torch._foreach_mul(xs, a if isinstance(a, list) else [a] * len(xs)))
-
-
-def clip_norm(norms: Tensors, scale_clip: tuple[float, float] | None) -> Tensors:
+def clip_norm(norms: Scalars, scale_clip: tuple[float, float] | None) -> Scalars:
     """φ(‖θ‖): the norms clamped into scale_clip (unchanged when it is None)."""
-    return norms if scale_clip is None else [n.clamp(scale_clip[0], scale_clip[1]) for n in norms]
+    if scale_clip is None:
+        return norms
+    lo, hi = scale_clip
+    return [min(max(n, lo), hi) if is_host(n) else n.clamp(lo, hi) for n in norms]
 
 
-def trust_ratio(nums: Tensors, dens: Tensors) -> Tensors:
-    """num / den per tensor, or 1 where either is zero (no host sync: torch.where); den floored at the dtype's
-    smallest normal number, so that a subnormal norm cannot overflow the ratio (as in reference._common.trust)."""
-    return [
-        torch.where((n > 0) & (d > 0), n / d.clamp_min(torch.finfo(d.dtype).tiny), torch.ones_like(n))
-        for n, d in zip(nums, dens)
-    ]
-
-
-def adam_direction(m: Tensors, v: Tensors, steps: Tensors, betas: tuple[float, float], eps: float) -> Tensors:
-    """m̂ / (√v̂ + ε) with m̂ = m / (1 - β1^t), v̂ = v / (1 - β2^t): new tensors."""
-    denom = torch._foreach_sqrt(torch._foreach_div(v, bias_correction(betas[1], steps)))
-    torch._foreach_add_(denom, eps)
-    out = torch._foreach_div(m, bias_correction(betas[0], steps))
-    torch._foreach_div_(out, denom)
+def trust_ratio(nums: Scalars, dens: Scalars, like: Tensors) -> Scalars:
+    """num / den per tensor, or 1 where either is zero; den floored at the smallest normal number of the tensor's
+    dtype (``like``), so that a subnormal norm cannot overflow the ratio (as in reference._common.trust)."""
+    out = []
+    for n, d, x in zip(nums, dens, like):
+        tiny = torch.finfo(x.dtype).tiny
+        if is_host(n) and is_host(d):
+            out.append(n / max(d, tiny) if n > 0 and d > 0 else 1.0)
+        else:
+            out.append(torch.where((n > 0) & (d > 0), n / d.clamp_min(tiny), torch.ones_like(n)))
     return out
-
-
-def ema_(xs: Tensors, ys: Tensors, beta: float) -> None:
-    """xs = β xs + (1 - β) ys, literally: a lerp would compute with 1 - (1 - β), which for a tiny β (1e-10)
-    is off by 8e-8 relative (found by the step-for-step suite's thorough profile)."""
-    torch._foreach_mul_(xs, beta)
-    torch._foreach_add_(xs, ys, alpha=1 - beta)
-
-
-def ema_sq_(xs: Tensors, ys: Tensors, beta: float) -> None:
-    """xs = β xs + (1 - β) ys²."""
-    torch._foreach_mul_(xs, beta)
-    torch._foreach_addcmul_(xs, ys, ys, value=1 - beta)

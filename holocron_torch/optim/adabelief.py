@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, ema_, ema_sq_
+from ._base import RuleOptimizer, Scalars, Tensors, adam_step_, bias_correction, ema_, ema_sq_
 
 __all__ = ["AdaBelief", "adabelief"]
 
@@ -17,7 +17,7 @@ def adabelief(
     grads: Tensors,
     m: Tensors,
     s: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float],
@@ -27,16 +27,17 @@ def adabelief(
     s_max: Tensors | None = None,
 ) -> None:
     r"""One AdaBelief step over lists of tensors, in place (see :class:`AdaBelief` for the math)."""
-    torch._foreach_add_(step, 1)
+    beta1, beta2 = betas
     g = torch._foreach_add(grads, params, alpha=weight_decay)  # g̃_t = g_t + λ θ_{t-1}
-    ema_(m, g, betas[0])  # m_t
+    ema_(m, g, beta1)  # m_t
     torch._foreach_sub_(g, m)  # g̃_t - m_t
-    ema_sq_(s, g, betas[1])  # s_t = β2 s_{t-1} + (1 - β2)(g̃_t - m_t)² ...
+    ema_sq_(s, g, beta2)  # s_t = β2 s_{t-1} + (1 - β2)(g̃_t - m_t)² ...
+    del g
     torch._foreach_add_(s, eps)  # ... + ε
     if amsgrad:
         torch._foreach_maximum_(s_max, s)  # s^max_t
     # θ_t = θ_{t-1} - α m̂_t / (√ŝ_t + ε)
-    add_scaled_(params, adam_direction(m, s_max if amsgrad else s, step, betas, eps), -lr)
+    adam_step_(params, m, s_max if amsgrad else s, bias_correction(beta1, step), bias_correction(beta2, step), eps, lr)
 
 
 class AdaBelief(RuleOptimizer):

@@ -9,38 +9,51 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, ema_, ema_sq_, reduced
+from ._base import (
+    RuleOptimizer,
+    Scalars,
+    Tensors,
+    adam_denom,
+    addcdiv_,
+    axpy_,
+    bias_correction,
+    ema_,
+    ema_sq_,
+    host_values,
+    is_host,
+    reduced,
+    scale_,
+    sqrt,
+)
 
 __all__ = ["AdamP", "adamp"]
 
 
-def _project_rows(
-    theta: Tensor, g: Tensor, p: Tensor, dims: tuple[int, ...], delta: float, eps: float
-) -> tuple[Tensor, Tensor]:
-    """(projects?, q) for rows that span ``dims`` (the other dims index the rows), tested together:
-    max_i |cos(g_i, θ_i)| < δ/√(row length). Sums over dims rather than a reshape to 2-d: on a sharded DTensor
-    a flattening reshape would gather the tensor, a sum over dims is an all-reduce of partial sums."""
+def _views(theta: Tensor) -> tuple[tuple[int, ...], ...]:
+    """The dims that span a row of each view AdamP tries, in order: one row per output channel (dims 1..n), then
+    one row for the whole tensor; none for a tensor with < 2 dims (or no elements), which is never projected."""
+    if theta.dim() < 2 or theta.numel() == 0:
+        return ()
+    return tuple(range(1, theta.dim())), tuple(range(theta.dim()))
+
+
+def _tangent(theta: Tensor, g: Tensor, dims: tuple[int, ...], delta: float, eps: float) -> tuple[Tensor, Tensor]:
+    """(whether g ⟂ θ in this view: max_i |cos(g_i, θ_i)| < δ/√(row length), a bool 0-d tensor; the rows' ‖θ_i‖,
+    which the projection reuses). Sums over dims
+    rather than a reshape to 2-d: on a sharded DTensor a flattening reshape would gather the tensor, a sum over
+    dims is an all-reduce of partial sums."""
     t_norm = reduced(torch.linalg.vector_norm(theta, dim=dims, keepdim=True))
     g_norm = reduced(torch.linalg.vector_norm(g, dim=dims, keepdim=True))
     cos = reduced((g * theta).sum(dim=dims, keepdim=True)) / (g_norm.clamp_min(eps) * t_norm.clamp_min(eps))
     threshold = delta / math.sqrt(math.prod([theta.shape[d] for d in dims]))
-    # max_i |cos_i| < threshold, as "no row reaches it" (nor is NaN): a count is 0, not an error, on a rank that
-    # holds no row of a sharded tensor
-    projects = reduced((~(cos.abs() < threshold)).sum()) == 0
-    n = theta / (t_norm + eps)  # n_i = θ_i / (‖θ_i‖ + ε)
-    return projects, p - reduced((n * p).sum(dim=dims, keepdim=True)) * n  # q_i = p_i - (n_i · p_i) n_i
+    # "no row reaches it" (nor is NaN): a count is 0, not an error, on a rank that holds no row of a sharded tensor
+    return reduced((~(cos.abs() < threshold)).sum()) == 0, t_norm
 
 
-def project(theta: Tensor, g: Tensor, p: Tensor, *, delta: float, wd_ratio: float, eps: float) -> tuple[Tensor, Tensor]:
-    """(q, r): p projected on θ's tangent space by the first view (channels, then layer) where g ⟂ θ."""
-    if theta.dim() < 2 or theta.numel() == 0:
-        return p, torch.ones((), dtype=p.dtype, device=p.device)
-    # rows: one per output channel (spanning dims 1..n), then one for the whole tensor (spanning all dims)
-    channels, layer = tuple(range(1, theta.dim())), tuple(range(theta.dim()))
-    (c_ch, q_ch), (c_ly, q_ly) = (_project_rows(theta, g, p, dims, delta, eps) for dims in (channels, layer))
-    q = torch.where(c_ch, q_ch, torch.where(c_ly, q_ly, p))
-    r = 1.0 - (1.0 - wd_ratio) * (c_ch | c_ly).to(theta.dtype)  # wd_ratio if projected, else 1
-    return q, r
+def _projected(theta: Tensor, p: Tensor, dims: tuple[int, ...], t_norm: Tensor, eps: float) -> Tensor:
+    """q_i = p_i - (n_i · p_i) n_i with n_i = θ_i / (‖θ_i‖ + ε), as p_i - ((θ_i · p_i) / (‖θ_i‖ + ε)²) θ_i."""
+    dot = reduced((theta * p).sum(dim=dims, keepdim=True))
+    return torch.addcmul(p, theta, dot / (t_norm + eps) ** 2, value=-1)
 
 
 def adamp(
@@ -48,7 +61,7 @@ def adamp(
     grads: Tensors,
     m: Tensors,
     v: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float],
@@ -62,25 +75,46 @@ def adamp(
 ) -> None:
     r"""One AdamP step over lists of tensors, in place (see :class:`AdamP` for the math)."""
     beta1, beta2 = betas
-    torch._foreach_add_(step, 1)
     ema_(m, grads, beta1)  # m_t
     ema_sq_(v, grads, beta2)  # v_t
     if amsgrad:
         torch._foreach_maximum_(v_max, v)  # v^max_t
-    # D_t = √v_t / √(1 - β2^t) + ε
-    denom = torch._foreach_sqrt(v_max if amsgrad else v)
-    torch._foreach_div_(denom, [b.sqrt() for b in bias_correction(beta2, step)])
-    torch._foreach_add_(denom, eps)
-    # p_t = m_t / D_t  (nesterov: (β1 m_t + (1 - β1) g_t) / D_t)
-    direction = torch._foreach_add(torch._foreach_mul(m, beta1), grads, alpha=1 - beta1) if nesterov else m
-    direction = torch._foreach_div(direction, denom)
-    qs, rs = zip(
-        *(project(th, g, p_t, delta=delta, wd_ratio=wd_ratio, eps=eps) for th, g, p_t in zip(params, grads, direction))
-    )
-    # θ_t = θ_{t-1} (1 - α λ r) - α / (1 - β1^t) q_t
+    bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
+    # p_t = m_t / D_t (nesterov: (β1 m_t + (1 - β1) g_t) / D_t), D_t = √v_t / √(1 - β2^t) + ε; here as
+    # √(1 - β2^t) · num / denom, with denom = √v_t + ε √(1 - β2^t), the √(1 - β2^t) folded into the step size k
+    num = torch._foreach_lerp(m, grads, 1 - beta1) if nesterov else m
+    denom = adam_denom(v_max if amsgrad else v, bc2, eps)
+    k = [-lr * sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]  # θ_t = θ_{t-1} (1 - α λ r) - α / (1 - β1^t) q_t
+    # the first view in which g ⟂ θ projects p_t onto θ's tangent space (q_t), and scales the decay by wd_ratio
+    views = [_views(th) for th in params]
+    tangent = [[_tangent(th, g, dims, delta, eps) for dims in vs] for th, g, vs in zip(params, grads, views)]
+    if is_host(step[0]):  # read the flags, and project only in the view chosen
+        flags = iter(host_values([ok for xs in tangent for ok, _ in xs], step))
+        chosen = [next((j for j in [j for j in range(len(vs)) if next(flags)]), None) for vs in views]
+        rs = [1.0 if j is None else wd_ratio for j in chosen]
+        qs = {
+            i: _projected(params[i], num[i] / denom[i], views[i][j], tangent[i][j][1], eps)
+            for i, j in enumerate(chosen)
+            if j is not None
+        }
+        if weight_decay:
+            scale_(params, [1 - lr * weight_decay * r for r in rs])
+        rest = [i for i in range(len(params)) if i not in qs]
+        addcdiv_(*([xs[i] for i in rest] for xs in (params, num, denom)), [k[i] for i in rest])
+        axpy_([params[i] for i in qs], list(qs.values()), [k[i] for i in qs])
+        return
+    p_t = torch._foreach_div(num, denom)
+    qs, rs = [], []
+    for th, p, vs, ok in zip(params, p_t, views, tangent):
+        q, r = p, torch.ones((), dtype=th.dtype, device=th.device)
+        for dims, (flag, t_norm) in reversed(list(zip(vs, ok))):  # nested where: the first view that projects wins
+            q = torch.where(flag, _projected(th, p, dims, t_norm, eps), q)
+            r = torch.where(flag, torch.full_like(r, wd_ratio), r)
+        qs.append(q)
+        rs.append(r)
     if weight_decay:
-        torch._foreach_mul_(params, [1 - lr * weight_decay * r for r in rs])
-    add_scaled_(params, list(qs), [-lr / b for b in bias_correction(beta1, step)])
+        scale_(params, [1 - lr * weight_decay * r for r in rs])
+    axpy_(params, qs, k)
 
 
 class AdamP(RuleOptimizer):

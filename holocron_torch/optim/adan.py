@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, copy_, ema_, ema_sq_
+from ._base import RuleOptimizer, Scalars, Tensors, adam_step_, bias_correction, copy_, ema_, ema_sq_, lincomb
 
 __all__ = ["Adan", "adan"]
 
@@ -20,7 +20,7 @@ def adan(
     v: Tensors,
     n: Tensors,
     g_prev: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float, float],
@@ -31,23 +31,19 @@ def adan(
 ) -> None:
     r"""One Adan step over lists of tensors, in place (see :class:`Adan` for the math)."""
     beta1, beta2, beta3 = betas
-    torch._foreach_add_(step, 1)
     delta = torch._foreach_sub(grads, g_prev)  # Δ_t = g_t - g_{t-1} (g_prev starts as g_1: Δ_1 = 0)
     ema_(m, grads, beta1)  # m_t
     ema_(v, delta, beta2)  # v_t
-    torch._foreach_mul_(delta, beta2)
-    torch._foreach_add_(delta, grads)  # g_t + β2 Δ_t
+    delta = torch._foreach_add(grads, delta, alpha=beta2)  # g_t + β2 Δ_t
     ema_sq_(n, delta, beta3)  # n_t
+    del delta
     if amsgrad:
         torch._foreach_maximum_(n_max, n)  # n^max_t
-    # u_t = (m̂_t + β2 v̂_t) / (√n̂_t + ε)
-    u = torch._foreach_div(m, bias_correction(beta1, step))
-    add_scaled_(u, torch._foreach_div(v, bias_correction(beta2, step)), beta2)
-    denom = torch._foreach_sqrt(torch._foreach_div(n_max if amsgrad else n, bias_correction(beta3, step)))
-    torch._foreach_add_(denom, eps)
-    torch._foreach_div_(u, denom)
+    # u_t = (m̂_t + β2 v̂_t) / (√n̂_t + ε), as (m_t + β2 (bc1/bc2) v_t) / bc1 over √n̂_t + ε
+    bc1, bc2, bc3 = (bias_correction(b, step) for b in betas)
+    num = lincomb(m, v, [beta2 * b1 / b2 for b1, b2 in zip(bc1, bc2)])
     # θ_t = (θ_{t-1} - α u_t) / (1 + α λ)
-    add_scaled_(params, u, -lr)
+    adam_step_(params, m, n_max if amsgrad else n, bc1, bc3, eps, lr, num=num)
     if weight_decay:
         torch._foreach_div_(params, [1 + lr * weight_decay] * len(params))
     copy_(g_prev, grads)  # remember g_t

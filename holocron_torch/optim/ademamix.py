@@ -8,7 +8,20 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, bias_correction, ema_, ema_sq_
+from ._base import (
+    RuleOptimizer,
+    Scalars,
+    Tensors,
+    adam_step_,
+    bias_correction,
+    ema_,
+    ema_sq_,
+    is_host,
+    lerp_,
+    lincomb,
+    scale_,
+    where,
+)
 
 __all__ = ["AdEMAMix", "ademamix"]
 
@@ -19,7 +32,7 @@ def ademamix(
     m1: Tensors,
     m2: Tensors,
     nu: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float, float],
@@ -31,38 +44,27 @@ def ademamix(
 ) -> None:
     r"""One AdEMAMix step over lists of tensors, in place (see :class:`AdEMAMix` for the math)."""
     beta1, beta2, beta3 = betas
-    torch._foreach_add_(step, 1)
     # α_t: linear warm-up over T_α steps
-    a_t = (
-        alpha
-        if alpha_warmup is None
-        else [torch.where(t < alpha_warmup, alpha * t / alpha_warmup, alpha) for t in step]
-    )
+    a_t = [alpha if alpha_warmup is None else where(t < alpha_warmup, alpha * t / alpha_warmup, alpha) for t in step]
     # β3_t: from β1 to β3, linear in half-life, over T_β3 steps
-    if beta3_warmup is None:
-        b3_t = [torch.full_like(t, beta3) for t in step]
-    else:
-        l1, l3 = math.log(beta1), math.log(beta3)
-        b3_t = [
-            torch.where(
-                t < beta3_warmup,
-                torch.exp(l1 * l3 / ((1 - t / beta3_warmup) * l3 + t / beta3_warmup * l1)),
-                beta3,
-            )
-            for t in step
-        ]
+    b3_t = [beta3 if beta3_warmup is None else _beta3_t(t, beta1, beta3, beta3_warmup) for t in step]
     ema_(m1, grads, beta1)  # m1_t
-    torch._foreach_mul_(m2, b3_t)  # m2_t = β3_t m2 + (1 - β3_t) g
-    add_scaled_(m2, grads, [1 - b for b in b3_t])
+    lerp_(m2, grads, [1 - b for b in b3_t])  # m2_t = β3_t m2 + (1 - β3_t) g
     ema_sq_(nu, grads, beta2)  # ν_t
-    # u = (m̂1_t + α_t m2_t) / (√ν̂_t + ε) + λ θ_{t-1}
-    u = torch._foreach_div(m1, bias_correction(beta1, step))
-    add_scaled_(u, m2, a_t)
-    denom = torch._foreach_sqrt(torch._foreach_div(nu, bias_correction(beta2, step)))
-    torch._foreach_add_(denom, eps)
-    torch._foreach_div_(u, denom)
-    torch._foreach_add_(u, params, alpha=weight_decay)
-    add_scaled_(params, u, -lr)  # θ_t = θ_{t-1} - η u
+    # θ_t = θ_{t-1} - η ((m̂1_t + α_t m2_t) / (√ν̂_t + ε) + λ θ_{t-1}), the numerator as (m1_t + α_t bc1 m2_t) / bc1
+    bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
+    num = lincomb(m1, m2, [a * b for a, b in zip(a_t, bc1)])
+    if weight_decay:
+        scale_(params, 1 - lr * weight_decay)
+    adam_step_(params, m1, nu, bc1, bc2, eps, lr, num=num)
+
+
+def _beta3_t(t: Any, beta1: float, beta3: float, warmup: int) -> Any:
+    """β3_t = exp(ln β1 ln β3 / ((1 - t/T) ln β3 + (t/T) ln β1)) for t < T, β3 from T on."""
+    l1, l3 = math.log(beta1), math.log(beta3)
+    if is_host(t):
+        return math.exp(l1 * l3 / ((1 - t / warmup) * l3 + t / warmup * l1)) if t < warmup else beta3
+    return torch.where(t < warmup, torch.exp(l1 * l3 / ((1 - t / warmup) * l3 + t / warmup * l1)), beta3)
 
 
 class AdEMAMix(RuleOptimizer):

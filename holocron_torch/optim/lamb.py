@@ -7,7 +7,22 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, clip_norm, ema_, ema_sq_, norms, trust_ratio
+from ._base import (
+    RuleOptimizer,
+    Scalars,
+    Tensors,
+    adam_denom,
+    addcdiv_,
+    axpy_,
+    bias_correction,
+    clip_norm,
+    ema_,
+    ema_sq_,
+    host_values,
+    norms,
+    sqrt,
+    trust_ratio,
+)
 
 __all__ = ["LAMB", "lamb", "DEFAULT_CLIP"]
 
@@ -19,7 +34,7 @@ def lamb(
     grads: Tensors,
     m: Tensors,
     v: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float],
@@ -28,15 +43,17 @@ def lamb(
     scale_clip: tuple[float, float] | None,
 ) -> None:
     r"""One LAMB step over lists of tensors, in place (see :class:`LAMB` for the math)."""
-    torch._foreach_add_(step, 1)
-    ema_(m, grads, betas[0])  # m_t
-    ema_sq_(v, grads, betas[1])  # v_t
-    u = adam_direction(m, v, step, betas, eps)  # r_t = m̂_t / (√v̂_t + ε)
-    torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = r_t + λ θ_{t-1}
+    beta1, beta2 = betas
+    ema_(m, grads, beta1)  # m_t
+    ema_sq_(v, grads, beta2)  # v_t
+    # u_t = r_t + λ θ_{t-1}, r_t = m̂_t / (√v̂_t + ε)
+    u = torch._foreach_mul(params, weight_decay)
+    bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
+    addcdiv_(u, m, adam_denom(v, bc2, eps), [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)])
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    tau = trust_ratio(clip_norm(norms(params), scale_clip or DEFAULT_CLIP), norms(u))
-    # θ_t = θ_{t-1} - α τ_t u_t
-    add_scaled_(params, u, [-lr * x for x in tau])
+    p_norm, u_norm = host_values(norms(params), step), host_values(norms(u), step)
+    tau = trust_ratio(clip_norm(p_norm, scale_clip or DEFAULT_CLIP), u_norm, params)
+    axpy_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
 
 
 class LAMB(RuleOptimizer):

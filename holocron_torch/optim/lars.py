@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Tensors, add_scaled_, clip_norm, norms, trust_ratio
+from ._base import RuleOptimizer, Scalars, Tensors, axpy_, clip_norm, host_values, norms, trust_ratio, where
 
 __all__ = ["LARS", "lars"]
 
@@ -16,7 +16,7 @@ def lars(
     params: Tensors,
     grads: Tensors,
     v: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     momentum: float,
@@ -26,20 +26,19 @@ def lars(
     scale_clip: tuple[float, float] | None,
 ) -> None:
     r"""One LARS step over lists of tensors, in place (see :class:`LARS` for the math)."""
-    torch._foreach_add_(step, 1)
-    p_norm, g_norm = norms(params), norms(grads)
-    # d_t = g_t + λ θ_{t-1}
-    d = torch._foreach_add(grads, params, alpha=weight_decay)
+    p_norm, g_norm = host_values(norms(params), step), host_values(norms(grads), step)
     # γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖), 1 if either is 0
-    gamma = trust_ratio(clip_norm(p_norm, scale_clip), torch._foreach_add(g_norm, p_norm, alpha=weight_decay))
-    torch._foreach_mul_(d, gamma)  # d ← γ_t d_t
+    gamma = trust_ratio(clip_norm(p_norm, scale_clip), [g + weight_decay * p for g, p in zip(g_norm, p_norm)], params)
+    d = torch._foreach_add(grads, params, alpha=weight_decay)  # d_t = g_t + λ θ_{t-1}
     # v_t = m v_{t-1} + (1 - δ) γ_t d_t  (no dampening at t = 1, where v_0 = 0)
     torch._foreach_mul_(v, momentum)
-    add_scaled_(v, d, [1.0 - dampening * (t > 1).to(t.dtype) for t in step])
-    # s_t = γ_t d_t + m v_t (nesterov) or v_t
-    s = torch._foreach_add(d, v, alpha=momentum) if nesterov else v
-    # θ_t = θ_{t-1} - α s_t
-    add_scaled_(params, s, -lr)
+    axpy_(v, d, [where(t > 1, 1.0 - dampening, 1.0) * c for t, c in zip(step, gamma)])
+    # θ_t = θ_{t-1} - α s_t, with s_t = γ_t d_t + m v_t (nesterov) or v_t
+    if nesterov:
+        axpy_(params, d, [-lr * c for c in gamma])
+        axpy_(params, v, -lr * momentum)
+    else:
+        axpy_(params, v, -lr)
 
 
 class LARS(RuleOptimizer):

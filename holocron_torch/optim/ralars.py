@@ -9,15 +9,21 @@ import torch
 
 from ._base import (
     RuleOptimizer,
+    Scalars,
     Tensors,
-    adam_direction,
-    add_scaled_,
+    adam_denom,
+    addcdiv_,
+    axpy_,
     bias_correction,
     clip_norm,
     ema_,
     ema_sq_,
+    host_values,
     norms,
+    relu,
+    sqrt,
     trust_ratio,
+    where,
 )
 from .lamb import DEFAULT_CLIP
 
@@ -29,7 +35,7 @@ def ralars(
     grads: Tensors,
     m: Tensors,
     v: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float],
@@ -40,23 +46,24 @@ def ralars(
 ) -> None:
     r"""One RaLars step over lists of tensors, in place (see :class:`RaLars` for the math)."""
     beta1, beta2 = betas
-    torch._foreach_add_(step, 1)
     ema_(m, grads, beta1)  # m_t
     ema_sq_(v, grads, beta2)  # v_t
+    bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
     rho_inf = 2 / (1 - beta2) - 1
-    bc2 = bias_correction(beta2, step)
     rho = [rho_inf - 2 * t * beta2**t / b for t, b in zip(step, bc2)]  # ρ_t
-    rect = [((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r)).clamp(min=0).sqrt() for r in rho]
-    adam = adam_direction(m, v, step, betas, eps)  # m̂_t / (√v̂_t + ε)
-    m_hat = torch._foreach_div(m, bias_correction(beta1, step))
-    # a_t = r_t m̂/(√v̂+ε) if ρ_t > 4, else m̂/(√v̂+ε) (force_adaptive_momentum) or m̂
-    u = [
-        torch.where(r > 4, c * ad, ad if force_adaptive_momentum else mh)
-        for r, c, ad, mh in zip(rho, rect, adam, m_hat)
-    ]
-    torch._foreach_add_(u, params, alpha=weight_decay)  # u_t = a_t + λ θ_{t-1}
-    tau = trust_ratio(clip_norm(norms(params), scale_clip or DEFAULT_CLIP), norms(u))
-    add_scaled_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
+    rect = [sqrt(relu((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r))) for r in rho]  # r_t
+    # a_t = r_t m̂/(√v̂+ε) if ρ_t > 4, else m̂/(√v̂+ε) (force_adaptive_momentum) or m̂; m̂/(√v̂+ε) = k m/(√v+ε√bc2)
+    # with k = √bc2/bc1, so a_t = adaptive · m/(√v+ε√bc2) + plain · m with one of the two coefficients 0
+    k = [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
+    adaptive = [where(r > 4, c * ki, ki if force_adaptive_momentum else 0.0) for r, c, ki in zip(rho, rect, k)]
+    plain = [where(r > 4, 0.0, 0.0 if force_adaptive_momentum else 1 / b1) for r, b1 in zip(rho, bc1)]
+    u = torch._foreach_mul(params, weight_decay)  # u_t = a_t + λ θ_{t-1}
+    addcdiv_(u, m, adam_denom(v, bc2, eps), adaptive)
+    axpy_(u, m, plain)
+    # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
+    p_norm, u_norm = host_values(norms(params), step), host_values(norms(u), step)
+    tau = trust_ratio(clip_norm(p_norm, scale_clip or DEFAULT_CLIP), u_norm, params)
+    axpy_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
 
 
 class RaLars(RuleOptimizer):

@@ -9,7 +9,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Tensors, adam_direction, add_scaled_, ema_sq_, reduced
+from ._base import (
+    RuleOptimizer,
+    Scalars,
+    Tensors,
+    adam_step_,
+    add_,
+    bias_correction,
+    ema_sq_,
+    host_values,
+    lerp_,
+    reduced,
+)
 
 __all__ = ["TAdam", "tadam"]
 
@@ -20,7 +31,7 @@ def tadam(
     m: Tensors,
     v: Tensors,
     W: Tensors,
-    step: Tensors,
+    step: Scalars,
     *,
     lr: Any,
     betas: tuple[float, float],
@@ -32,28 +43,29 @@ def tadam(
 ) -> None:
     r"""One TAdam step over lists of tensors, in place (see :class:`TAdam` for the math)."""
     beta1, beta2 = betas
-    torch._foreach_add_(step, 1)
     g_hat = torch._foreach_add(grads, params, alpha=weight_decay)  # ĝ_t = g_t + λ θ_{t-1}
     # w_t = (ν + d) / (ν + Σ_j (ĝ_t - m_{t-1})² / (v_{t-1} + ε)), 1 when ν = ∞
     if dof is not None and math.isinf(dof):
-        w = [torch.ones_like(x) for x in W]
+        w = [1.0] * len(params)
     else:
         dist = torch._foreach_sub(g_hat, m)
         torch._foreach_mul_(dist, dist)
         torch._foreach_div_(dist, torch._foreach_add(v, eps))
+        sums = host_values([reduced(x.sum()) for x in dist], step)
+        del dist
         nus = [float(p.numel() if dof is None else dof) for p in params]  # numel: the whole (logical) tensor's
-        sums = [reduced(x.sum()) for x in dist]
-        w = [(nu + p.numel()) / (nu + s) if p.numel() else torch.ones_like(s) for nu, p, s in zip(nus, params, sums)]
+        w = [(nu + p.numel()) / (nu + s) if p.numel() else 1.0 for nu, p, s in zip(nus, params, sums)]
     # m_t = W_{t-1}/(W_{t-1} + w_t) m_{t-1} + w_t/(W_{t-1} + w_t) ĝ_t
-    torch._foreach_lerp_(m, g_hat, [wi / (Wi + wi) for wi, Wi in zip(w, W)])
+    lerp_(m, g_hat, [wi / (Wi + wi) for wi, Wi in zip(w, host_values(W, step))])
     # W_t = (2β1 - 1)/β1 W_{t-1} + w_t
     torch._foreach_mul_(W, (2 * beta1 - 1) / beta1)
-    torch._foreach_add_(W, w)
+    add_(W, w)
     ema_sq_(v, g_hat, beta2)  # v_t
+    del g_hat
     if amsgrad:
         torch._foreach_maximum_(v_max, v)  # v^max_t
     # θ_t = θ_{t-1} - α m̂_t / (√v̂_t + ε)
-    add_scaled_(params, adam_direction(m, v_max if amsgrad else v, step, betas, eps), -lr)
+    adam_step_(params, m, v_max if amsgrad else v, bias_correction(beta1, step), bias_correction(beta2, step), eps, lr)
 
 
 class TAdam(RuleOptimizer):
