@@ -241,7 +241,7 @@ def implementations(rule: str, *, heavyball_eager: bool = False) -> list[Impl]:
             Impl("adamw-loop", "AdamW for-loop", "torch", _bind(_adamw(foreach=False), common), {"foreach": False}),
         ]
     out = [
-        Impl("ours", "ours (default: per-tensor loop)", "ours", _bind(_ours(rule, None), common)),
+        Impl("ours", "ours (default path)", "ours", _bind(_ours(rule, None), common)),
         Impl("ours-foreach", "ours foreach=True", "ours", _bind(_ours(rule, True), common), {"foreach": True}),
         Impl("ours-fused", "ours fused=True", "ours", _bind(_ours(rule, None, True), common), {"fused": True}),
     ]

@@ -183,6 +183,12 @@ def _summary_fused(raw: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mem(st: Stats, key: str) -> float | None:
+    """Transient memory of one implementation as a multiple of the parameters' bytes."""
+    mem = st.res["impls"][key].get("mem") if st.ok(key) else None
+    return None if mem is None else mem / (impls.BYTES * st.res["numel"])
+
+
 def _findings(raw: dict[str, Any]) -> list[str]:
     """A few sentences computed from the numbers (so that they are re-written with every run)."""
     lines = []
@@ -209,6 +215,23 @@ def _findings(raw: dict[str, Any]) -> list[str]:
             if st.ok("ours-foreach") and st.res["impls"]["ours-foreach"]["mem"] is not None
         ]
         ratios = ", ".join(f"{impls.BASE_RULES[r].cls} {x:.2f} ({PEER_TITLE[k]})" for r, (x, k) in best.items())
+        holo = {impls.BASE_RULES[st.rule].cls: st.vs("ours", "pylocron") for st in stats if st.ok("pylocron")}
+        mem = [_mem(st, "ours") for st in stats if _mem(st, "ours") is not None]
+        fused = {impls.BASE_RULES[st.rule].cls: st.over_floor("ours-fused") for st in stats if st.ok("ours-fused")}
+        lines.append(
+            f"- **{impls.SIZES[size][0]}, issue 4's targets:** default path ≤ 0.5× holocron's time for "
+            f"{sum(x <= 0.5 for x in holo.values())} of {len(holo)} rules (ours ÷ holocron "
+            f"{min(holo.values()):.2f}–{max(holo.values()):.2f}); transient memory ≤ 1×P for "
+            f"{sum(x <= 1 for x in mem)} of {len(mem)} (at most {max(mem):.2f}×P); fused within 1.3× its floor for "
+            f"{sum(x <= 1.3 for x in fused.values())} of {len(fused)}"
+            + (
+                " (over: " + ", ".join(f"{r} {x:.2f}" for r, x in fused.items() if x > 1.3) + ")."
+                if any(x > 1.3 for x in fused.values())
+                else "."
+            )
+            if holo and mem and fused
+            else f"- **{impls.SIZES[size][0]}:** (targets not computed: an implementation is missing)"
+        )
         lines.append(
             f"- **{impls.SIZES[size][0]}:** ours (default) is faster than every peer for "
             f"{len(wins)} of {len(best)} rules{': ' + ', '.join(wins) if wins else ''}. Ours ÷ the fastest peer: "
@@ -413,7 +436,8 @@ def _markdown(raw: dict[str, Any]) -> str:
         "",
         *_summary(raw),
         "",
-        "— : the peer has no such rule. The default path is `foreach=None`, which is the per-tensor loop on CPU.",
+        "— : the peer has no such rule. The default path is `foreach=None`: on the CPU, host scalars (Python floats) in "
+        "torch's fused in-place ops, small tensors together in cache-sized foreach batches, large ones one by one.",
         "",
         "## The fused path (`fused=True`: hand-fused C++/OpenMP kernels)",
         "",

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Scalars, Tensors, adam_step_, bias_correction, ema_, ema_sq_
+from ._base import RuleOptimizer, Scalars, Tensors, adam_step_, add_, bias_correction, ema_, ema_sq_
 
 __all__ = ["AdaBelief", "adabelief"]
 
@@ -33,7 +33,7 @@ def adabelief(
     torch._foreach_sub_(g, m)  # g̃_t - m_t
     ema_sq_(s, g, beta2)  # s_t = β2 s_{t-1} + (1 - β2)(g̃_t - m_t)² ...
     del g
-    torch._foreach_add_(s, eps)  # ... + ε
+    add_(s, eps)  # ... + ε
     if amsgrad:
         torch._foreach_maximum_(s_max, s)  # s^max_t
     # θ_t = θ_{t-1} - α m̂_t / (√ŝ_t + ε)

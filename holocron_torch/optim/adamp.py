@@ -50,6 +50,17 @@ def _tangent(theta: Tensor, g: Tensor, dims: tuple[int, ...], delta: float, eps:
     return reduced((~(cos.abs() < threshold)).sum()) == 0, t_norm
 
 
+def _host_stats(theta: Tensor, g: Tensor, dims: tuple[int, ...], eps: float) -> tuple[Tensor, ...]:
+    """For a plain tensor (the host path): max_i |cos(g_i, θ_i)| over the output channels, then ‖θ‖, ‖g‖ and g · θ
+    of the whole tensor from the rows' (so one pass over θ and g serves both views), then the rows' ‖θ_i‖."""
+    t_norm = torch.linalg.vector_norm(theta, dim=dims, keepdim=True)
+    g_norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True)
+    dot = (g * theta).sum(dim=dims, keepdim=True)
+    cos = dot / (g_norm.clamp_min(eps) * t_norm.clamp_min(eps))
+    vn = torch.linalg.vector_norm
+    return cos.abs().amax(), vn(t_norm), vn(g_norm), dot.sum(), t_norm
+
+
 def _projected(theta: Tensor, p: Tensor, dims: tuple[int, ...], t_norm: Tensor, eps: float) -> Tensor:
     """q_i = p_i - (n_i · p_i) n_i with n_i = θ_i / (‖θ_i‖ + ε), as p_i - ((θ_i · p_i) / (‖θ_i‖ + ε)²) θ_i."""
     dot = reduced((theta * p).sum(dim=dims, keepdim=True))
@@ -87,34 +98,40 @@ def adamp(
     k = [-lr * sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]  # θ_t = θ_{t-1} (1 - α λ r) - α / (1 - β1^t) q_t
     # the first view in which g ⟂ θ projects p_t onto θ's tangent space (q_t), and scales the decay by wd_ratio
     views = [_views(th) for th in params]
-    tangent = [[_tangent(th, g, dims, delta, eps) for dims in vs] for th, g, vs in zip(params, grads, views)]
-    if is_host(step[0]):  # read the flags, and project only in the view chosen
-        flags = iter(host_values([ok for xs in tangent for ok, _ in xs], step))
-        chosen = [next((j for j in [j for j in range(len(vs)) if next(flags)]), None) for vs in views]
-        rs = [1.0 if j is None else wd_ratio for j in chosen]
-        qs = {
-            i: _projected(params[i], num[i] / denom[i], views[i][j], tangent[i][j][1], eps)
-            for i, j in enumerate(chosen)
-            if j is not None
-        }
-        if weight_decay:
-            scale_(params, [1 - lr * weight_decay * r for r in rs])
-        rest = [i for i in range(len(params)) if i not in qs]
-        addcdiv_(*([xs[i] for i in rest] for xs in (params, num, denom)), [k[i] for i in rest])
-        axpy_([params[i] for i in qs], list(qs.values()), [k[i] for i in qs])
-        return
-    p_t = torch._foreach_div(num, denom)
-    qs, rs = [], []
-    for th, p, vs, ok in zip(params, p_t, views, tangent):
-        q, r = p, torch.ones((), dtype=th.dtype, device=th.device)
-        for dims, (flag, t_norm) in reversed(list(zip(vs, ok))):  # nested where: the first view that projects wins
-            q = torch.where(flag, _projected(th, p, dims, t_norm, eps), q)
-            r = torch.where(flag, torch.full_like(r, wd_ratio), r)
-        qs.append(q)
-        rs.append(r)
+    host = is_host(step[0])
+    if host:  # both views' cosines from one pass of row statistics, read back once; project in the view chosen
+        stats = [_host_stats(th, g, vs[0], eps) if vs else () for th, g, vs in zip(params, grads, views)]
+        flat = iter(host_values([x for st in stats for x in st[:4]], step))
+        chosen: list[int | None] = []
+        norm_of_view: dict[int, Any] = {}  # the ‖θ_i‖ of the view chosen, for the projection
+        for i, (th, vs) in enumerate(zip(params, views)):
+            if not vs:
+                chosen.append(None)
+                continue
+            ch_max, t_layer, g_layer, dot_layer = (next(flat) for _ in range(4))
+            cos_layer = abs(dot_layer) / (max(g_layer, eps) * max(t_layer, eps))
+            ok = (ch_max < delta / math.sqrt(th[0].numel()), cos_layer < delta / math.sqrt(th.numel()))
+            j = next((j for j in range(2) if ok[j]), None)
+            chosen.append(j)
+            if j is not None:
+                norm_of_view[i] = stats[i][4] if j == 0 else t_layer
+        rs: list[Any] = [1.0 if j is None else wd_ratio for j in chosen]
+        qs = {i: _projected(params[i], num[i] / denom[i], views[i][chosen[i]], t, eps) for i, t in norm_of_view.items()}
+    else:  # every view's projection, selected by a nested where: the first view that projects wins
+        tangent = [[_tangent(th, g, dims, delta, eps) for dims in vs] for th, g, vs in zip(params, grads, views)]
+        p_t = torch._foreach_div(num, denom)
+        rs, qs = [], {}
+        for i, (th, vs, ok) in enumerate(zip(params, views, tangent)):
+            q, r = p_t[i], torch.ones((), dtype=th.dtype, device=th.device)
+            for dims, (flag, t_norm) in reversed(list(zip(vs, ok))):
+                q = torch.where(flag, _projected(th, p_t[i], dims, t_norm, eps), q)
+                r = torch.where(flag, torch.full_like(r, wd_ratio), r)
+            qs[i], rs = q, [*rs, r]
     if weight_decay:
         scale_(params, [1 - lr * weight_decay * r for r in rs])
-    axpy_(params, qs, k)
+    rest = [i for i in range(len(params)) if i not in qs]  # (host) tensors not projected: q_t = p_t
+    addcdiv_(*([xs[i] for i in rest] for xs in (params, num, denom)), [k[i] for i in rest])
+    axpy_([params[i] for i in qs], list(qs.values()), [k[i] for i in qs])
 
 
 class AdamP(RuleOptimizer):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import RuleOptimizer, Scalars, Tensors, adam_step_, bias_correction, copy_, ema_, ema_sq_, lincomb
+from ._base import RuleOptimizer, Scalars, Tensors, adam_step_, bias_correction, copy_, ema_, ema_sq_, lincomb, scale_
 
 __all__ = ["Adan", "adan"]
 
@@ -45,7 +45,7 @@ def adan(
     # θ_t = (θ_{t-1} - α u_t) / (1 + α λ)
     adam_step_(params, m, n_max if amsgrad else n, bc1, bc3, eps, lr, num=num)
     if weight_decay:
-        torch._foreach_div_(params, [1 + lr * weight_decay] * len(params))
+        scale_(params, 1 / (1 + lr * weight_decay))
     copy_(g_prev, grads)  # remember g_t
 
 

@@ -20,6 +20,7 @@ from ._base import (
     ema_sq_,
     host_values,
     norms,
+    scaled,
     sqrt,
     trust_ratio,
 )
@@ -47,7 +48,7 @@ def lamb(
     ema_(m, grads, beta1)  # m_t
     ema_sq_(v, grads, beta2)  # v_t
     # u_t = r_t + λ θ_{t-1}, r_t = m̂_t / (√v̂_t + ε)
-    u = torch._foreach_mul(params, weight_decay)
+    u = scaled(params, weight_decay)
     bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
     addcdiv_(u, m, adam_denom(v, bc2, eps), [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)])
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0

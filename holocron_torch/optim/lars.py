@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Scalars, Tensors, axpy_, clip_norm, host_values, norms, trust_ratio, where
+from ._base import RuleOptimizer, Scalars, Tensors, axpy_, clip_norm, host_values, norms, scale_, trust_ratio, where
 
 __all__ = ["LARS", "lars"]
 
@@ -31,7 +31,7 @@ def lars(
     gamma = trust_ratio(clip_norm(p_norm, scale_clip), [g + weight_decay * p for g, p in zip(g_norm, p_norm)], params)
     d = torch._foreach_add(grads, params, alpha=weight_decay)  # d_t = g_t + λ θ_{t-1}
     # v_t = m v_{t-1} + (1 - δ) γ_t d_t  (no dampening at t = 1, where v_0 = 0)
-    torch._foreach_mul_(v, momentum)
+    scale_(v, momentum)
     axpy_(v, d, [where(t > 1, 1.0 - dampening, 1.0) * c for t, c in zip(step, gamma)])
     # θ_t = θ_{t-1} - α s_t, with s_t = γ_t d_t + m v_t (nesterov) or v_t
     if nesterov:

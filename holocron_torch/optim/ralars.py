@@ -21,6 +21,7 @@ from ._base import (
     host_values,
     norms,
     relu,
+    scaled,
     sqrt,
     trust_ratio,
     where,
@@ -57,7 +58,7 @@ def ralars(
     k = [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
     adaptive = [where(r > 4, c * ki, ki if force_adaptive_momentum else 0.0) for r, c, ki in zip(rho, rect, k)]
     plain = [where(r > 4, 0.0, 0.0 if force_adaptive_momentum else 1 / b1) for r, b1 in zip(rho, bc1)]
-    u = torch._foreach_mul(params, weight_decay)  # u_t = a_t + λ θ_{t-1}
+    u = scaled(params, weight_decay)  # u_t = a_t + λ θ_{t-1}
     addcdiv_(u, m, adam_denom(v, bc2, eps), adaptive)
     axpy_(u, m, plain)
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
