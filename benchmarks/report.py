@@ -436,8 +436,9 @@ def _markdown(raw: dict[str, Any]) -> str:
         "",
         *_summary(raw),
         "",
-        "— : the peer has no such rule. The default path is `foreach=None`: on the CPU, host scalars (Python floats) in "
-        "torch's fused in-place ops, small tensors together in cache-sized foreach batches, large ones one by one.",
+        "— : the peer has no such rule. The default path is `foreach=None`: on the CPU, host scalars (Python "
+        "floats) in torch's fused in-place ops, small tensors together in cache-sized foreach batches, large ones one "
+        "by one.",
         "",
         "## The fused path (`fused=True`: hand-fused C++/OpenMP kernels)",
         "",
