@@ -217,19 +217,29 @@ def _findings(raw: dict[str, Any]) -> list[str]:
         ratios = ", ".join(f"{impls.BASE_RULES[r].cls} {x:.2f} ({PEER_TITLE[k]})" for r, (x, k) in best.items())
         holo = {impls.BASE_RULES[st.rule].cls: st.vs("ours", "pylocron") for st in stats if st.ok("pylocron")}
         mem = [_mem(st, "ours") for st in stats if _mem(st, "ours") is not None]
-        fused = {impls.BASE_RULES[st.rule].cls: st.over_floor("ours-fused") for st in stats if st.ok("ours-fused")}
+        # the fused path's target (within 1.3x of the floor) is at the large size; the small set sits in cache
+        fused = {
+            impls.BASE_RULES[st.rule].cls: st.over_floor("ours-fused")
+            for st in stats
+            if st.ok("ours-fused") and size == "resnet50"
+        }
         lines.append(
             f"- **{impls.SIZES[size][0]}, issue 4's targets:** default path ≤ 0.5× holocron's time for "
             f"{sum(x <= 0.5 for x in holo.values())} of {len(holo)} rules (ours ÷ holocron "
             f"{min(holo.values()):.2f}–{max(holo.values()):.2f}); transient memory ≤ 1×P for "
-            f"{sum(x <= 1 for x in mem)} of {len(mem)} (at most {max(mem):.2f}×P); fused within 1.3× its floor for "
-            f"{sum(x <= 1.3 for x in fused.values())} of {len(fused)}"
+            f"{sum(x <= 1 for x in mem)} of {len(mem)} (at most {max(mem):.2f}×P)"
             + (
-                " (over: " + ", ".join(f"{r} {x:.2f}" for r, x in fused.items() if x > 1.3) + ")."
-                if any(x > 1.3 for x in fused.values())
+                f"; fused within 1.3× its floor for {sum(x <= 1.3 for x in fused.values())} of {len(fused)} "
+                f"({min(fused.values()):.2f}–{max(fused.values()):.2f}"
+                + (
+                    "; over: " + ", ".join(f"{r} {x:.2f}" for r, x in fused.items() if x > 1.3) + ")."
+                    if any(x > 1.3 for x in fused.values())
+                    else ")."
+                )
+                if fused
                 else "."
             )
-            if holo and mem and fused
+            if holo and mem
             else f"- **{impls.SIZES[size][0]}:** (targets not computed: an implementation is missing)"
         )
         lines.append(

@@ -328,8 +328,8 @@ def where(cond: Any, a: Any, b: Any) -> Any:
     """a if cond else b: a Python branch for host scalars, torch.where for device scalars."""
     if is_host(cond):
         return a if cond else b
-    if is_host(a) and is_host(b):  # step-derived: float64 like the step (two Python floats would give float32)
-        a = torch.tensor(a, dtype=STEP_DTYPE, device=cond.device)
+    if is_host(a) and is_host(b):  # step-derived: float64 like the step (two Python floats would give float32);
+        a = torch.full((), a, dtype=STEP_DTYPE, device=cond.device)  # a fill on the device, not a host-to-device copy
     return torch.where(cond, a, b)
 
 
