@@ -58,9 +58,7 @@ def cflags() -> tuple[str, ...]:
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     capability = torch.backends.cpu.get_cpu_capability() if x86 else ""
     return (
-        BASE_CFLAGS
-        + (AVX2_CFLAGS if capability in _AVX2 else ())
-        + (AVX512_CFLAGS if capability == "AVX512" else ())
+        BASE_CFLAGS + (AVX2_CFLAGS if capability in _AVX2 else ()) + (AVX512_CFLAGS if capability == "AVX512" else ())
     )
 
 
