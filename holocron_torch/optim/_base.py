@@ -34,20 +34,34 @@ from reference._spec import Rule
 
 __all__ = [
     "STEP_DTYPE",
+    "CPU_BATCH_NUMEL",
     "RuleOptimizer",
     "Scalars",
     "Tensors",
     "adam_denom",
+    "adam_step_",
+    "add_",
     "addcdiv_",
     "axpy_",
     "bias_correction",
+    "clip_norm",
+    "copy_",
+    "ema_",
+    "ema_sq_",
+    "exp",
     "host_values",
     "is_host",
     "lerp_",
     "lincomb",
+    "norms",
+    "reduced",
+    "relu",
     "scale_",
     "scaled",
+    "split_by_size",
+    "sqrt",
     "trust_ratio",
+    "where",
 ]
 
 Tensors = list[Tensor]
@@ -276,6 +290,13 @@ def _batches(params: Tensors, numel: int) -> list[list[int]]:
         open_[key] = (batch, size + n)
     out.extend(batch for batch, _ in open_.values() if batch)
     return out
+
+
+def split_by_size(xs: Tensors) -> tuple[list[int], list[int]]:
+    """Indices of the tensors smaller than CPU_BATCH_NUMEL (those the CPU default path batches together) and of the
+    others, for math that is written one way for tensors that sit in cache and another for those that do not."""
+    small = [i for i, x in enumerate(xs) if x.numel() < CPU_BATCH_NUMEL]
+    return small, [i for i, x in enumerate(xs) if x.numel() >= CPU_BATCH_NUMEL]
 
 
 def _take(xs: Scalars, idx: list[int]) -> list[Any]:

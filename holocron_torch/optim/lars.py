@@ -7,7 +7,19 @@ from typing import Any
 
 import torch
 
-from ._base import RuleOptimizer, Scalars, Tensors, axpy_, clip_norm, host_values, norms, scale_, trust_ratio, where
+from ._base import (
+    RuleOptimizer,
+    Scalars,
+    Tensors,
+    axpy_,
+    clip_norm,
+    host_values,
+    norms,
+    scale_,
+    split_by_size,
+    trust_ratio,
+    where,
+)
 
 __all__ = ["LARS", "lars"]
 
@@ -29,15 +41,23 @@ def lars(
     p_norm, g_norm = host_values(norms(params), step), host_values(norms(grads), step)
     # γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖), 1 if either is 0
     gamma = trust_ratio(clip_norm(p_norm, scale_clip), [g + weight_decay * p for g, p in zip(g_norm, p_norm)], params)
-    d = torch._foreach_add(grads, params, alpha=weight_decay)  # d_t = g_t + λ θ_{t-1}
-    # v_t = m v_{t-1} + (1 - δ) γ_t d_t  (no dampening at t = 1, where v_0 = 0)
+    # v_t = m v_{t-1} + (1 - δ) γ_t d_t, d_t = g_t + λ θ_{t-1}  (no dampening at t = 1, where v_0 = 0)
+    k = [where(t > 1, 1.0 - dampening, 1.0) * c for t, c in zip(step, gamma)]
     scale_(v, momentum)
-    axpy_(v, d, [where(t > 1, 1.0 - dampening, 1.0) * c for t, c in zip(step, gamma)])
-    # θ_t = θ_{t-1} - α s_t, with s_t = γ_t d_t + m v_t (nesterov) or v_t
-    if nesterov:
+    if nesterov:  # θ_t = θ_{t-1} - α (γ_t d_t + m v_t)
+        d = torch._foreach_add(grads, params, alpha=weight_decay)
+        axpy_(v, d, k)
         axpy_(params, d, [-lr * c for c in gamma])
         axpy_(params, v, -lr * momentum)
-    else:
+    else:  # θ_t = θ_{t-1} - α v_t
+        # a small tensor forms d_t (in cache: one scaled add per tensor); a large one adds d_t's two terms instead
+        # of writing a temporary of its size. Chosen by size, so a tensor's numbers never depend on its batch.
+        small, large = split_by_size(params)
+        if small:
+            d = torch._foreach_add([grads[i] for i in small], [params[i] for i in small], alpha=weight_decay)
+            axpy_([v[i] for i in small], d, [k[i] for i in small])
+        axpy_([v[i] for i in large], [grads[i] for i in large], [k[i] for i in large])
+        axpy_([v[i] for i in large], [params[i] for i in large], [k[i] * weight_decay for i in large])
         axpy_(params, v, -lr)
 
 
