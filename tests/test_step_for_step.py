@@ -8,6 +8,7 @@ import torch
 from hypothesis import strategies as st
 
 import holocron_torch.optim as optim
+from holocron_torch.optim import _base
 from holocron_torch.testing import negated, strategies, verify, wrapped
 from tests.registry import BASE, RULES, WRAPPED, torch_class
 
@@ -16,6 +17,9 @@ MODES = {
     "per-tensor": dict(foreach=False),
     "foreach": dict(foreach=True),
     "device-scalars": dict(foreach=True, device_scalars=True),  # 0-d tensor scalars, torch.where branches
+    # the default path with every tensor of 4+ elements counted as large (alone in its batch, and taking the math
+    # written for tensors that do not fit in cache, e.g. LARS' momentum without a temporary)
+    "large-tensors": dict(large_from=4),
     "maximize": dict(maximize=True),
     "fused": dict(fused=True),  # the C++ CPU kernels (holocron_torch/optim/_fused), built on first use
     "fused-maximize": dict(fused=True, maximize=True),
@@ -24,13 +28,15 @@ MODES = {
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", BASE)
-def test_float64_matches_reference_every_step(name, mode, device):
+def test_float64_matches_reference_every_step(name, mode, device, monkeypatch):
     if device != "cpu" and kw_needs_cpu(MODES[mode]):
         pytest.skip("the fused kernels are CPU-only")
     rule = RULES[name]
     cls, kw = torch_class(rule), dict(MODES[mode])
     if kw.pop("device_scalars", False):
         cls = device_scalars(cls)
+    if "large_from" in kw:
+        monkeypatch.setattr(_base, "CPU_BATCH_NUMEL", kw.pop("large_from"))
     ref = negated(rule.module) if kw.get("maximize") else rule.module
     verify(
         lambda groups: cls(groups, **kw),

@@ -23,6 +23,7 @@ MUTATIONS = [
         "scale_(v, momentum**2)",
         "lars",
     ),
+    ("holocron_torch/optim/lars.py", "[k[i] * weight_decay for i in large]", "[k[i] for i in large]", "lars"),
     ("reference/lamb.py", "m_hat = m / (1 - beta1**t)", "m_hat = m", "lamb"),
     (
         "reference/lamb.py",
@@ -101,8 +102,8 @@ MUTATIONS = [
     ),
     (
         "holocron_torch/optim/_base.py",
-        "out.append(n / max(d, tiny) if n > 0",
-        "out.append(n / max(d, tiny) if n >= 0",
+        "n / max(d, tiny) if n > 0 and d > 0 else 1.0 for",
+        "n / max(d, tiny) if n >= 0 and d > 0 else 1.0 for",
         "lamb",
     ),
     ("holocron_torch/optim/_base.py", "y.add_(x, alpha=ai)", "y.add_(x, alpha=-ai)", "ralars"),
