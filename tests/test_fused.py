@@ -212,8 +212,9 @@ def test_invalid_fused_options():
         optim.LAMB(p, fused="yes")
     with pytest.raises(NotImplementedError, match="CPU"):
         optim.LAMB([nn.Parameter(torch.zeros(2, device="meta"))], fused=True)
-    with pytest.raises(NotImplementedError, match="fused CUDA path is not available yet; use foreach"):
-        _fused.check_devices([SimpleNamespace(device=torch.device("cuda", 0))])
+    _fused.check_devices([SimpleNamespace(device=torch.device("cuda", 0))])  # CUDA: the compiled path
+    with pytest.raises(NotImplementedError, match="CPU and CUDA tensors only"):
+        _fused.check_devices([SimpleNamespace(device=torch.device("mps"))])
     opt = optim.LAMB(p)
     with pytest.raises(NotImplementedError, match="CPU"):  # a group added later is checked too, and not kept
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, device="meta"))], "fused": True})

@@ -43,6 +43,7 @@ __all__ = [
     "add_",
     "addcdiv_",
     "axpy_",
+    "buckets",
     "bias_correction",
     "clip_norm",
     "copy_",
@@ -202,21 +203,25 @@ class RuleOptimizer(torch.optim.Optimizer):
         steps: Tensors,
         buffers: dict[str, Tensors],
         hp: dict[str, Any],
+        fn: Callable[..., None] | None = None,
+        host: bool | None = None,
     ) -> None:
-        """Advance the step counts, then call the rule's list function once per batch of tensor indices (a foreach
-        bucket, a cache-sized batch or one tensor), with host or device scalars (see the module's docstring)."""
+        """Advance the step counts, then call the rule's list function (or ``fn``, e.g. its compiled form) once per
+        batch of tensor indices (a foreach bucket, a cache-sized batch or one tensor), with host or device scalars
+        (see the module's docstring; ``host`` forces one or the other)."""
         todo = [i for idx in batches for i in idx]
         if not todo:
             return
         torch._foreach_add_(_take(steps, todo), _operand(_take(steps, todo), 1.0))
         t: list[Any] = list(steps)
-        if self.host_scalars(_take(params, todo)):
+        if self.host_scalars(_take(params, todo)) if host is None else host:
             for i, value in zip(todo, torch.stack(_take(steps, todo)).tolist()):
                 t[i] = value
             if isinstance(hp["lr"], Tensor):
                 hp = {**hp, "lr": hp["lr"].item()}
+        fn = fn or type(self).fn
         for idx in batches:
-            type(self).fn(
+            fn(
                 _take(params, idx),
                 _take(grads, idx),
                 **{k: _take(v, idx) for k, v in buffers.items()},
@@ -255,14 +260,14 @@ class RuleOptimizer(torch.optim.Optimizer):
             foreach = group["foreach"]
             if foreach is None:  # CUDA: one foreach call per bucket (torch.optim's default); CPU: cache-sized batches
                 cpu = not all(p.is_cuda for p in params)
-                batches = _batches(params, CPU_BATCH_NUMEL) if cpu else _buckets(params)
+                batches = _batches(params, CPU_BATCH_NUMEL) if cpu else buckets(params)
             else:
-                batches = _buckets(params) if foreach else [[i] for i in range(len(params))]
+                batches = buckets(params) if foreach else [[i] for i in range(len(params))]
             self._run(batches, params, grads, steps, buffers, self._hyper(group))
         return loss
 
 
-def _buckets(params: Tensors) -> list[list[int]]:
+def buckets(params: Tensors) -> list[list[int]]:
     """Indices of params grouped by (device, dtype): each foreach call sees one kind of tensor."""
     out: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, p in enumerate(params):

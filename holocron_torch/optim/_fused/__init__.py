@@ -15,8 +15,13 @@ its float64 0-d ``state["step"]``); the C++ side returns the others (bfloat16/fl
 subclasses, ...), which take the rule's default list function, per tensor. The state layout is the default path's,
 so state_dicts move between the two freely. Per-tensor scalars are doubles: a 0-d tensor ``lr`` is read with
 ``.item()`` here, which on the CPU is a plain memory read, not a device sync. Under ``maximize`` the kernels read
-``-grad`` on the fly (no negated copy). CUDA (or any non-CPU) tensors raise NotImplementedError: the fused CUDA path
-is not written yet.
+``-grad`` on the fly (no negated copy).
+
+CUDA. CUDA tensors take the rule's own list function compiled by torch.compile(fullgraph=True) (inductor: Triton
+kernels, the foreach ops of each (device, dtype) bucket fused horizontally into few launches), with device scalars:
+no value is read back, so no host sync (``COMPILED_DEVICES``). It needs Triton, checked at construction; the first
+step compiles. Not measured on a GPU yet: no GPU was available where this was written; its logic is tested on the CPU
+by routing CPU tensors through it (tests/test_compiled_fused.py). Other devices raise NotImplementedError.
 """
 
 from __future__ import annotations
@@ -36,7 +41,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["KERNELS", "build_directory", "check", "check_devices", "fused_step", "load"]
+from .. import _base
+from .._base import _is_dtensor
+
+__all__ = [
+    "COMPILED_DEVICES",
+    "KERNELS",
+    "build_directory",
+    "check",
+    "check_devices",
+    "compiled_fn",
+    "fused_step",
+    "load",
+]
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 # -fno-math-errno, -fno-trapping-math: sqrt and division vectorize (no errno, no FP traps); no value changes
@@ -62,7 +79,10 @@ def cflags() -> tuple[str, ...]:
     )
 
 
-CUDA_MESSAGE = "the fused CUDA path is not available yet; use foreach"
+#: devices whose tensors take the compiled path under fused=True: the rule's list function through torch.compile
+#: (inductor: Triton kernels on CUDA, the foreach ops of a bucket fused horizontally into few launches). The CPU has
+#: the C++ kernels; the test suite adds "cpu" here to check the compiled path's logic without a GPU.
+COMPILED_DEVICES: tuple[str, ...] = ("cuda",)
 STALE_LOCK_S = 600  # a build takes well under a minute
 
 _ext: ModuleType | None = None
@@ -137,11 +157,42 @@ def load() -> ModuleType:
 
 
 def check_devices(params: list[Tensor]) -> None:
-    """NotImplementedError for a tensor the fused path cannot take: it runs on the CPU only."""
+    """NotImplementedError for a tensor the fused path cannot take: it runs on CPU (C++ kernels) and CUDA (compiled)
+    tensors only."""
     for p in params:
-        if p.device.type != "cpu":
-            where = CUDA_MESSAGE if p.device.type == "cuda" else f"fused=True runs on CPU tensors only, got {p.device}"
-            raise NotImplementedError(where)
+        if p.device.type != "cpu" and p.device.type not in COMPILED_DEVICES:
+            raise NotImplementedError(f"fused=True runs on CPU and CUDA tensors only, got {p.device}")
+
+
+def _compiled_here(p: Tensor) -> bool:
+    """Whether p takes the compiled path (a DTensor takes the default path: compiling over DTensors is untested)."""
+    return p.device.type in COMPILED_DEVICES and not _is_dtensor(p)
+
+
+_compiled: dict[type, Callable[..., None]] = {}
+
+
+def compiled_fn(cls: type) -> Callable[..., None]:
+    """The rule's list function under torch.compile(fullgraph=True): no graph break, hence no read-back of a value
+    to Python (on CUDA, no host sync) in the step. One per optimizer class; compiled at its first call per set of
+    shapes (about a minute for a large model; dynamo recompiles for new shapes, up to its cache limit)."""
+    fn = _compiled.get(cls)
+    if fn is None:
+        fn = _compiled[cls] = torch.compile(cls.fn, fullgraph=True)
+    return fn
+
+
+def _check_compiler(params: list[Tensor]) -> None:
+    """RuntimeError, at construction, when CUDA tensors would need Triton (torch.compile's CUDA backend) and it is not
+    installed."""
+    if any(p.device.type == "cuda" for p in params if _compiled_here(p)):
+        import importlib.util
+
+        if importlib.util.find_spec("triton") is None:
+            raise RuntimeError(
+                "fused=True on CUDA compiles the update with torch.compile, which needs Triton (pip install triton, "
+                "or a torch build that ships it); use the default path (fused=None) instead"
+            )
 
 
 # ---- per rule, the kernel's scalar arguments after lr ----------------------------------------------------------
@@ -178,12 +229,15 @@ KERNELS: dict[str, Callable[[dict[str, Any]], tuple[Any, ...]]] = {
 
 
 def check(opt: Any, params: list[Tensor]) -> None:
-    """At construction (add_param_group) with fused=True: the rule has a kernel, the tensors are on the CPU, and the
-    extension is built (NotImplementedError, NotImplementedError, RuntimeError)."""
+    """At construction (add_param_group) with fused=True: the rule has a kernel, the tensors are on a device the fused
+    path takes, and what it needs is there: the C++ extension built for CPU tensors (RuntimeError otherwise), Triton
+    for CUDA tensors."""
     if opt.rule not in KERNELS:
         raise NotImplementedError(f"{type(opt).__name__} (rule {opt.rule!r}) has no fused kernel; use fused=None")
     check_devices(params)
-    load()
+    _check_compiler(params)
+    if any(not _compiled_here(p) for p in params) or not params:
+        load()
 
 
 def fused_step(opt: Any, group: dict[str, Any]) -> None:
@@ -191,21 +245,37 @@ def fused_step(opt: Any, group: dict[str, Any]) -> None:
     scalars = KERNELS.get(opt.rule)
     if scalars is None:
         raise NotImplementedError(f"{type(opt).__name__} (rule {opt.rule!r}) has no fused kernel; use fused=None")
-    kernel = getattr(load(), opt.rule)
+    # tensors whose state the gathering below creates (from +g: under maximize, remade from -g further down)
+    fresh = {id(p) for p in group["params"] if p.grad is not None and not opt.state.get(p)}
     # maximize is the kernels' sign: the gradients are gathered as they are (no negated copies)
     params, grads, steps, buffers = opt._gather({**group, "maximize": False})
     if not params:
         return
     check_devices(params)
-    lr = group["lr"].item() if isinstance(group["lr"], Tensor) else float(group["lr"])  # CPU memory: no sync
     hp = opt._hyper(group)
-    spec = opt.spec()
-    lists = [buffers.get(k, []) for k in spec.state + tuple(spec.optional_state)]
-    skipped = kernel(params, grads, *lists, steps, lr, *scalars(hp), -1.0 if group["maximize"] else 1.0)
-    if group["maximize"]:  # the default path takes -g; state made just now from +g (Adan's g_prev) is remade
-        for i in skipped:
+    compiled = [i for i, p in enumerate(params) if _compiled_here(p)]
+    on_cpu = [i for i, p in enumerate(params) if not _compiled_here(p)]
+    rest: list[int] = []  # tensors the kernels leave to the default path
+    if on_cpu:
+        kernel = getattr(load(), opt.rule)
+        lr = group["lr"].item() if isinstance(group["lr"], Tensor) else float(group["lr"])  # CPU memory: no sync
+        spec = opt.spec()
+
+        def sub(xs: list[Tensor]) -> list[Tensor]:
+            return [xs[i] for i in on_cpu]
+
+        lists = [sub(buffers[k]) if k in buffers else [] for k in spec.state + tuple(spec.optional_state)]
+        skipped = kernel(
+            sub(params), sub(grads), *lists, sub(steps), lr, *scalars(hp), -1.0 if group["maximize"] else 1.0
+        )
+        rest = [on_cpu[i] for i in skipped]
+    if group["maximize"]:  # the default path and the compiled one take -g
+        for i in rest + compiled:
             grads[i] = torch.neg(grads[i])
-            if steps[i].item() == 0:
+            if id(params[i]) in fresh:
                 for f, buf in buffers.items():
                     buf[i].copy_(opt._initial_state(f, params[i], grads[i], group))
-    opt._run([[i] for i in skipped], params, grads, steps, buffers, hp)  # the default path, per tensor
+    opt._run([[i] for i in rest], params, grads, steps, buffers, hp)  # the default path, per tensor
+    if compiled:  # one batch per (device, dtype)
+        batches = [[compiled[j] for j in b] for b in _base.buckets([params[i] for i in compiled])]
+        opt._run(batches, params, grads, steps, buffers, hp, fn=compiled_fn(type(opt)), host=False)
