@@ -59,11 +59,12 @@ class AdaBelief(RuleOptimizer):
         eps: ε > 0, added inside s_t at every step and to the denominator.
         weight_decay: λ >= 0 (coupled L2).
         amsgrad: use the running max of s_t.
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
         capturable, differentiable: torch.optim.Adam's keywords, kept for the signature; True is refused.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "adabelief"

@@ -159,10 +159,11 @@ class AdamP(RuleOptimizer):
         delta: δ > 0, the cosine threshold.
         wd_ratio: r in [0, 1], the official code's weight-decay factor for projected tensors.
         nesterov: Nesterov direction, as in the official code.
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "adamp"

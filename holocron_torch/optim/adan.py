@@ -68,10 +68,11 @@ class Adan(RuleOptimizer):
         eps: ε > 0.
         weight_decay: λ >= 0, the proximal step (no L2 term in the gradient).
         amsgrad: use the running max of n_t (holocron's extension; not in the paper).
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "adan"

@@ -92,10 +92,11 @@ class AdEMAMix(RuleOptimizer):
         alpha_warmup: T_α, steps of linear warm-up of α (None: none).
         beta3_warmup: T_β3, steps of half-life warm-up of β3 (None: none; needs β1 > 0).
         amsgrad: listed by the spec, but AdEMAMix has no AMSGrad variant: True is refused.
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "ademamix"

@@ -81,10 +81,11 @@ class LARS(RuleOptimizer):
         weight_decay: λ >= 0, an L2 term that also enters the local LR's denominator.
         nesterov: Nesterov momentum (needs momentum > 0 and dampening = 0).
         scale_clip: (lo, hi) clamp φ on ‖θ‖ in the local LR; None: no clamp.
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "lars"

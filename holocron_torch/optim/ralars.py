@@ -90,10 +90,11 @@ class RaLars(RuleOptimizer):
         weight_decay: λ >= 0, added after the adaptive direction, inside the trust ratio.
         force_adaptive_momentum: use the unrectified Adam direction while ρ_t <= 4.
         scale_clip: (lo, hi) bounds of φ on ‖θ‖; None means (0, 10).
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "ralars"

@@ -91,10 +91,11 @@ class TAdam(RuleOptimizer):
         weight_decay: λ >= 0 (coupled L2, as in the authors' code).
         amsgrad: use the running max of v_t in the denominator.
         dof: ν > 0, inf, or None (= the tensor's numel).
-        foreach: use the multi-tensor path (default: on CUDA only).
+        foreach: None (default): multi-tensor on CUDA, cache-sized batches with host scalars on CPU; True: one
+            multi-tensor call per (device, dtype); False: a per-tensor loop.
         maximize: maximize the objective instead.
-        fused: True: the hand-fused C++ CPU kernel (holocron_torch/optim/_fused; built at construction, cached);
-            None/False: the default path.
+        fused: True: the hand-fused C++ CPU kernel (built at construction, cached), and on CUDA the update under
+            torch.compile (holocron_torch/optim/_fused); None/False: the default path (pure torch).
     """
 
     rule = "tadam"
