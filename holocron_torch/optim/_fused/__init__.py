@@ -2,8 +2,8 @@
 this file; on CUDA the rule's list function compiled (see CUDA below).
 
 Build. All eight kernels are one extension, compiled by ``torch.utils.cpp_extension.load`` (the C++ compiler and
-ninja; ``-O3 -fopenmp``, plus AVX2/FMA, and AVX-512, on a CPU that has them) the first time a process asks for it: at the
-construction of an optimizer with ``fused=True`` (or at the first step of one whose groups got ``fused=True`` from a
+ninja; ``-O3 -fopenmp``, plus AVX2/FMA and AVX-512 on a CPU that has them) the first time a process asks for it: at
+the construction of an optimizer with ``fused=True`` (or at the first step of one whose groups got ``fused=True`` from a
 state_dict). That takes about 30-40 s on 2 cores; the library goes into ``$TORCH_EXTENSIONS_DIR/holocron_fused_<hash>``
 (default ``~/.cache/torch_extensions/``), ``<hash>`` naming the source, the flags, Python and torch, so that a later
 process (or another checkout with the same kernels) loads it in about 0.2 s without compiling; a changed source gets
