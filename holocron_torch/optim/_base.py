@@ -505,10 +505,33 @@ def reduced(x: Tensor) -> Tensor:
     return x
 
 
-def norms(xs: Tensors) -> Tensors:
-    """‖x‖ of each whole tensor (for a DTensor: one all-reduce of partial norms, see :func:`reduced`)."""
+#: below this, a float64 norm computed from squares may have lost digits (squares under 1e-308 underflow): it is
+#: recomputed scaled by max|x|, as the reference's norm (reference._common.norm) and the fused kernels do
+_NORM_UNDERFLOW = 1e-140
+
+
+def norms(xs: Tensors, step: Scalars) -> Scalars:
+    """‖x‖ of each whole tensor: host floats or 0-d tensors, like ``step`` (for a DTensor: one all-reduce of partial
+    norms, see :func:`reduced`). In float64, a norm small enough for its squares to have underflowed (below
+    _NORM_UNDERFLOW, e.g. every |x| < 1e-154) is recomputed as max|x| · ‖x / max|x|‖: on the host path only for
+    those tensors, on the device path (no branch on values) as a second computation selected by torch.where."""
     out = torch._foreach_norm(xs)
-    return [reduced(n) for n in out] if _is_dtensor(out[0]) else out  # a foreach list is all DTensors or none
+    out = [reduced(n) for n in out] if _is_dtensor(out[0]) else out  # a foreach list is all DTensors or none
+    if xs[0].dtype != torch.float64:
+        return host_values(out, step)
+    if is_host(step[0]):
+        vals = host_values(out, step)
+        for i, (x, n) in enumerate(zip(xs, vals)):
+            if n < _NORM_UNDERFLOW:
+                top = x.abs().amax().item() if x.numel() else 0.0
+                vals[i] = top * torch.linalg.vector_norm(x / top).item() if top > 0 else n
+        return vals
+    scaled = []
+    for x, n in zip(xs, out):
+        top = reduced(x.abs().amax()) if x.numel() else torch.zeros_like(n)
+        safe = torch.where(top > 0, top, torch.ones_like(top))
+        scaled.append(torch.where(n < _NORM_UNDERFLOW, top * reduced(torch.linalg.vector_norm(x / safe)), n))
+    return scaled
 
 
 def copy_(dst: Tensors, src: Tensors) -> None:

@@ -18,7 +18,6 @@ from ._base import (
     clip_norm,
     ema_,
     ema_sq_,
-    host_values,
     norms,
     scaled,
     sqrt,
@@ -52,7 +51,7 @@ def lamb(
     bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
     addcdiv_(u, m, adam_denom(v, bc2, eps), [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)])
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    p_norm, u_norm = host_values(norms(params), step), host_values(norms(u), step)
+    p_norm, u_norm = norms(params, step), norms(u, step)
     tau = trust_ratio(clip_norm(p_norm, scale_clip or DEFAULT_CLIP), u_norm, params)
     axpy_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
 

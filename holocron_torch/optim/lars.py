@@ -13,7 +13,6 @@ from ._base import (
     Tensors,
     axpy_,
     clip_norm,
-    host_values,
     norms,
     scale_,
     split_by_size,
@@ -38,7 +37,7 @@ def lars(
     scale_clip: tuple[float, float] | None,
 ) -> None:
     r"""One LARS step over lists of tensors, in place (see :class:`LARS` for the math)."""
-    p_norm, g_norm = host_values(norms(params), step), host_values(norms(grads), step)
+    p_norm, g_norm = norms(params, step), norms(grads, step)
     # γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖), 1 if either is 0
     gamma = trust_ratio(clip_norm(p_norm, scale_clip), [g + weight_decay * p for g, p in zip(g_norm, p_norm)], params)
     # v_t = m v_{t-1} + (1 - δ) γ_t d_t, d_t = g_t + λ θ_{t-1}  (no dampening at t = 1, where v_0 = 0)

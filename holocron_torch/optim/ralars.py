@@ -18,7 +18,6 @@ from ._base import (
     clip_norm,
     ema_,
     ema_sq_,
-    host_values,
     norms,
     relu,
     scaled,
@@ -62,7 +61,7 @@ def ralars(
     addcdiv_(u, m, adam_denom(v, bc2, eps), adaptive)
     axpy_(u, m, plain)
     # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    p_norm, u_norm = host_values(norms(params), step), host_values(norms(u), step)
+    p_norm, u_norm = norms(params, step), norms(u, step)
     tau = trust_ratio(clip_norm(p_norm, scale_clip or DEFAULT_CLIP), u_norm, params)
     axpy_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
 

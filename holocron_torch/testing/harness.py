@@ -62,7 +62,9 @@ def _ref_state(state: Any, name: str, i: int) -> Any:
     return state[i]
 
 
-def _compare(actual: Any, expected: Any, rtol: float, where: str, floor: float = 0.0, shadow: Any = None) -> float:
+def _compare(
+    actual: Any, expected: Any, rtol: float, where: str, floor: float = 0.0, shadows: Sequence[Any] = ()
+) -> float:
     """Raise Mismatch unless actual ≈ expected (see run_case); return max|expected| for the caller's history."""
     if expected is None:
         if actual is not None:
@@ -76,8 +78,12 @@ def _compare(actual: Any, expected: Any, rtol: float, where: str, floor: float =
         raise Mismatch(f"{where}: shape {a.shape}, expected {e.shape}")
     scale = max(float(np.max(np.abs(e))) if e.size else 0.0, floor)
     err = np.abs(a - e)
-    # what a relative input perturbation of size rtol can explain (linearised from the shadow run)
-    explained = 0.0 if shadow is None else (rtol / PERTURBATION) * np.abs(np.asarray(shadow, dtype=np.float64) - e)
+    # what a relative input perturbation of size rtol can explain (linearised from the shadow runs)
+    explained = (
+        np.max([(rtol / PERTURBATION) * np.abs(np.asarray(sh, dtype=np.float64) - e) for sh in shadows], axis=0)
+        if shadows
+        else 0.0
+    )
     explained = np.where(np.isfinite(explained), explained, np.inf)
     bad = ~(err <= rtol * (np.abs(e) + scale + 1e-300) + explained) | (np.isfinite(a) != np.isfinite(e))
     if np.any(bad):
@@ -94,22 +100,33 @@ def _compare(actual: Any, expected: Any, rtol: float, where: str, floor: float =
 PERTURBATION = 1e-13
 
 
-def _perturb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x * (1 + PERTURBATION * rng.uniform(0.5, 1.0, x.shape) * rng.choice([-1.0, 1.0], x.shape))
+class _Shadow:
+    """A reference run whose inputs, parameters and state are perturbed by a relative PERTURBATION after every step.
+    Runs come in antithetic pairs: the same random draws, opposite signs. Where the trajectory forks on the sign of a
+    rounding residual (an update that cancels to exactly 0 in one implementation and to 1e-17 in another, after which
+    the next step goes one way or the other), one run of the pair takes each branch, whatever the draws."""
 
+    def __init__(self, sign: float) -> None:
+        self.rng, self.sign = np.random.default_rng(0), sign
+        self.params: dict[int, Any] = {}
+        self.states: dict[int, Any] = {}
 
-def _perturb_state(state: Any, rng: np.random.Generator) -> Any:
-    """The same state with every float array perturbed (NamedTuples, lists, SimpleNamespaces are walked)."""
-    if isinstance(state, (np.ndarray, np.floating, float)) and np.asarray(state).dtype.kind == "f":
-        return _perturb(state, rng)  # (NumPy turns 0-d results into np.float64 scalars)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return state._replace(**{f: _perturb_state(getattr(state, f), rng) for f in state._fields})
-    if isinstance(state, (list, tuple)):
-        return type(state)(_perturb_state(x, rng) for x in state)
-    if isinstance(state, SimpleNamespace):
-        return SimpleNamespace(**{k: _perturb_state(v, rng) for k, v in vars(state).items()})
-    return state
+    def perturb(self, x: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        size = self.rng.uniform(0.5, 1.0, x.shape) * self.rng.choice([-1.0, 1.0], x.shape)
+        return x * (1 + self.sign * PERTURBATION * size)
+
+    def perturb_state(self, state: Any) -> Any:
+        """The same state with every float array perturbed (NamedTuples, lists, SimpleNamespaces are walked)."""
+        if isinstance(state, (np.ndarray, np.floating, float)) and np.asarray(state).dtype.kind == "f":
+            return self.perturb(state)  # (NumPy turns 0-d results into np.float64 scalars)
+        if isinstance(state, tuple) and hasattr(state, "_fields"):
+            return state._replace(**{f: self.perturb_state(getattr(state, f)) for f in state._fields})
+        if isinstance(state, (list, tuple)):
+            return type(state)(self.perturb_state(x) for x in state)
+        if isinstance(state, SimpleNamespace):
+            return SimpleNamespace(**{k: self.perturb_state(v) for k, v in vars(state).items()})
+        return state
 
 
 def _rounded(case: Case, dtype: torch.dtype) -> Case:
@@ -136,9 +153,10 @@ def run_case(
     |expected| of that buffer of that tensor over all steps so far: relative to the element, with a floor set
     by the magnitudes the value was computed from, so a coordinate that cancels to ~0 (0.3125 - 2 × 0.15625
     leaves 1e-17 in float64, 0 in float32) is judged against the magnitudes that cancelled, not at the ulp.
-    Plus what the problem's own conditioning explains: a shadow reference run whose inputs, parameters and state
-    buffers are perturbed by a relative 1e-13 after every step (where rounding enters: each stored value)
-    measures each value's sensitivity, scaled up to a relative perturbation of rtol. So the optimizer must
+    Plus what the problem's own conditioning explains: two shadow reference runs whose inputs, parameters and state
+    buffers are perturbed by a relative 1e-13 after every step (where rounding enters: each stored value; the two
+    runs take the same random perturbations with opposite signs) measure each value's sensitivity, scaled up to a
+    relative perturbation of rtol. So the optimizer must
     equal the reference evaluated at inputs within rtol (relative) of its own: where g + λθ cancels to 0, or a
     step divides by √v ≈ 0, rounding differences (an FMA, another summation order) are not called a mismatch,
     while any wrong sign, beta, bias correction or norm (an O(1) difference) still is (tools/mutate.py).
@@ -151,9 +169,10 @@ def run_case(
     ref_params = {g: [case.params[i].copy() for i in idx] for g, (idx, _) in enumerate(case.groups)}
     ref_states = {g: reference.init(ref_params[g], **hp) for g, (_, hp) in enumerate(case.groups)}
     history: dict[tuple[int, str], float] = {}  # (tensor, buffer) -> largest |expected| so far
-    rng = np.random.default_rng(0)
-    shadow_params = {g: [_perturb(p, rng) for p in ps] for g, ps in ref_params.items()}
-    shadow_states = {g: reference.init(shadow_params[g], **hp) for g, (_, hp) in enumerate(case.groups)}
+    shadows = [_Shadow(+1.0), _Shadow(-1.0)]
+    for sh in shadows:
+        sh.params = {g: [sh.perturb(p) for p in ps] for g, ps in ref_params.items()}
+        sh.states = {g: reference.init(sh.params[g], **hp) for g, (_, hp) in enumerate(case.groups)}
     for t, grads in enumerate(case.grads, start=1):
         for i, p in enumerate(tensors):
             p.grad = torch.tensor(grads[i], dtype=dtype, device=device)
@@ -164,20 +183,26 @@ def run_case(
                 raise Mismatch(f"step {t}: the optimizer changed p.grad of tensor {i}")
         for g, (idx, hp) in enumerate(case.groups):
             ref_params[g], ref_states[g] = reference.step(ref_params[g], [grads[i] for i in idx], ref_states[g], **hp)
-            shadow_grads = [_perturb(grads[i], rng) for i in idx]
-            shadow_params[g], shadow_states[g] = reference.step(shadow_params[g], shadow_grads, shadow_states[g], **hp)
-            # every stored value carries a rounding error too: perturb the shadow's state and parameters
-            shadow_params[g] = [_perturb(x, rng) for x in shadow_params[g]]
-            shadow_states[g] = _perturb_state(shadow_states[g], rng)
+            for sh in shadows:
+                sh_grads = [sh.perturb(grads[i]) for i in idx]
+                sh.params[g], sh.states[g] = reference.step(sh.params[g], sh_grads, sh.states[g], **hp)
+                # every stored value carries a rounding error too: perturb the shadow's state and parameters
+                sh.params[g] = [sh.perturb(x) for x in sh.params[g]]
+                sh.states[g] = sh.perturb_state(sh.states[g])
             names = state(hp) if callable(state) else state
             for j, i in enumerate(idx):
                 where = f"step {t}, group {g}, tensor {i} (shape {tuple(case.params[i].shape)})"
                 actual = {"parameter": tensors[i], **{n: _torch_state(opt, tensors[i], n) for n in names}}
                 expected = {"parameter": ref_params[g][j], **{n: _ref_state(ref_states[g], n, j) for n in names}}
-                shadow = {"parameter": shadow_params[g][j], **{n: _ref_state(shadow_states[g], n, j) for n in names}}
+                shadow = [
+                    {"parameter": sh.params[g][j], **{n: _ref_state(sh.states[g], n, j) for n in names}}
+                    for sh in shadows
+                ]
                 for name in actual:
                     label = f"{where}, {name}" if name == "parameter" else f"{where}, state {name!r}"
                     floor = history.get((i, name), 0.0)
-                    history[(i, name)] = _compare(actual[name], expected[name], rtol, label, floor, shadow[name])
+                    history[(i, name)] = _compare(
+                        actual[name], expected[name], rtol, label, floor, [sh[name] for sh in shadow]
+                    )
                 if compare_step and hasattr(ref_states[g], "t"):
                     _compare(_torch_state(opt, tensors[i], "step"), ref_states[g].t, 0.0, f"{where}, step count")
