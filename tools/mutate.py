@@ -86,6 +86,12 @@ MUTATIONS = [
     ("reference/ademamix.py", "return alpha * t / alpha_warmup", "return alpha * (t - 1) / alpha_warmup", "ademamix"),
     ("holocron_torch/optim/ademamix.py", "ema_sq_(nu, grads, beta2)", "ema_sq_(nu, grads, beta3)", "ademamix"),
     ("holocron_torch/optim/ademamix.py", "lincomb(m1, m2, [a * b", "lincomb(m1, m1, [a * b", "ademamix"),
+    (
+        "holocron_torch/optim/ademamix.py",
+        "exp(l1 * l3 / ((1 - f) * l3 + f * l1))",
+        "exp(l1 * l3 / ((1 - f) * l1 + f * l3))",
+        "ademamix",
+    ),
     # the shared helpers the rules' math is written with (holocron_torch/optim/_base.py)
     ("holocron_torch/optim/_base.py", "add_(denom, [eps * sqrt(b) for b in bc2])", "add_(denom, eps)", "adabelief"),
     (

@@ -212,10 +212,11 @@ class RuleOptimizer(torch.optim.Optimizer):
         todo = [i for idx in batches for i in idx]
         if not todo:
             return
-        torch._foreach_add_(_take(steps, todo), _operand(_take(steps, todo), 1.0))
+        advanced = _take(steps, todo)
+        torch._foreach_add_(advanced, _operand(advanced, 1.0))
         t: list[Any] = list(steps)
         if self.host_scalars(_take(params, todo)) if host is None else host:
-            for i, value in zip(todo, torch.stack(_take(steps, todo)).tolist()):
+            for i, value in zip(todo, torch.stack(advanced).tolist()):
                 t[i] = value
             if isinstance(hp["lr"], Tensor):
                 hp = {**hp, "lr": hp["lr"].item()}
@@ -233,10 +234,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     def host_scalars(params: Tensors) -> bool:
         """Whether per-tensor scalars are computed as Python floats: in eager mode, for plain CPU tensors (where
         reading a value back is a memory read). Elsewhere (CUDA, DTensor, torch.compile) they stay 0-d tensors."""
-        if torch.compiler.is_compiling():
-            return False
-        plain = (Tensor, torch.nn.Parameter)  # not a subclass (DTensor, ...)
-        return all(type(p) in plain and p.device.type == "cpu" for p in params)
+        return not torch.compiler.is_compiling() and all(_plain_cpu(p) for p in params)
 
     def _hyper(self, group: dict[str, Any]) -> dict[str, Any]:
         return {h.name: group[h.name] for h in self.spec().hypers}
@@ -302,6 +300,11 @@ def split_by_size(xs: Tensors) -> tuple[list[int], list[int]]:
     others, for math that is written one way for tensors that sit in cache and another for those that do not."""
     small = [i for i, x in enumerate(xs) if x.numel() < CPU_BATCH_NUMEL]
     return small, [i for i, x in enumerate(xs) if x.numel() >= CPU_BATCH_NUMEL]
+
+
+def _plain_cpu(x: Tensor) -> bool:
+    """A CPU tensor that is a plain Tensor or Parameter (not a subclass such as DTensor)."""
+    return type(x) in (Tensor, torch.nn.Parameter) and x.device.type == "cpu"
 
 
 def _take(xs: Scalars, idx: list[int]) -> list[Any]:
@@ -375,7 +378,7 @@ def _operand(xs: Tensors, a: Any) -> Any:
     if one is None:
         return list(ws)
     x = xs[0]
-    if x.dtype in _OPERAND_DTYPES and x.device.type == "cpu" and type(x) in (Tensor, torch.nn.Parameter):
+    if x.dtype in _OPERAND_DTYPES and _plain_cpu(x):
         return [torch.full((), one, dtype=x.dtype)] * len(xs)
     return one
 

@@ -126,7 +126,8 @@ def adamp(
             for dims, (flag, t_norm) in reversed(list(zip(vs, ok))):
                 q = torch.where(flag, _projected(th, p_t[i], dims, t_norm, eps), q)
                 r = torch.where(flag, torch.full_like(r, wd_ratio), r)
-            qs[i], rs = q, [*rs, r]
+            qs[i] = q
+            rs.append(r)
     if weight_decay:
         scale_(params, [1 - lr * weight_decay * r for r in rs])
     rest = [i for i in range(len(params)) if i not in qs]  # (host) tensors not projected: q_t = p_t

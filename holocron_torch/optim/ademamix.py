@@ -16,6 +16,7 @@ from ._base import (
     bias_correction,
     ema_,
     ema_sq_,
+    exp,
     is_host,
     lerp_,
     lincomb,
@@ -61,10 +62,10 @@ def ademamix(
 
 def _beta3_t(t: Any, beta1: float, beta3: float, warmup: int) -> Any:
     """β3_t = exp(ln β1 ln β3 / ((1 - t/T) ln β3 + (t/T) ln β1)) for t < T, β3 from T on."""
-    l1, l3 = math.log(beta1), math.log(beta3)
-    if is_host(t):
-        return math.exp(l1 * l3 / ((1 - t / warmup) * l3 + t / warmup * l1)) if t < warmup else beta3
-    return torch.where(t < warmup, torch.exp(l1 * l3 / ((1 - t / warmup) * l3 + t / warmup * l1)), beta3)
+    if is_host(t) and t >= warmup:  # the host path evaluates only the branch taken (its denominator may be 0 later)
+        return beta3
+    l1, l3, f = math.log(beta1), math.log(beta3), t / warmup
+    return where(t < warmup, exp(l1 * l3 / ((1 - f) * l3 + f * l1)), beta3)
 
 
 class AdEMAMix(RuleOptimizer):

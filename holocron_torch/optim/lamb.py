@@ -24,7 +24,7 @@ from ._base import (
     trust_ratio,
 )
 
-__all__ = ["LAMB", "lamb", "DEFAULT_CLIP"]
+__all__ = ["LAMB", "lamb", "trust_update_", "DEFAULT_CLIP"]
 
 DEFAULT_CLIP = (0.0, 10.0)
 
@@ -50,10 +50,16 @@ def lamb(
     u = scaled(params, weight_decay)
     bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
     addcdiv_(u, m, adam_denom(v, bc2, eps), [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)])
-    # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    p_norm, u_norm = norms(params, step), norms(u, step)
-    tau = trust_ratio(clip_norm(p_norm, scale_clip or DEFAULT_CLIP), u_norm, params)
-    axpy_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
+    trust_update_(params, u, step, lr=lr, scale_clip=scale_clip)  # θ_t = θ_{t-1} - α τ_t u_t
+
+
+def trust_update_(
+    params: Tensors, u: Tensors, step: Scalars, *, lr: Any, scale_clip: tuple[float, float] | None
+) -> None:
+    """θ_t = θ_{t-1} - α τ_t u_t with τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖ (1 if either norm is 0): the last step of LAMB
+    and of RaLars."""
+    tau = trust_ratio(clip_norm(norms(params, step), scale_clip or DEFAULT_CLIP), norms(u, step), params)
+    axpy_(params, u, [-lr * x for x in tau])
 
 
 class LAMB(RuleOptimizer):

@@ -15,17 +15,14 @@ from ._base import (
     addcdiv_,
     axpy_,
     bias_correction,
-    clip_norm,
     ema_,
     ema_sq_,
-    norms,
     relu,
     scaled,
     sqrt,
-    trust_ratio,
     where,
 )
-from .lamb import DEFAULT_CLIP
+from .lamb import trust_update_
 
 __all__ = ["RaLars", "ralars"]
 
@@ -60,10 +57,7 @@ def ralars(
     u = scaled(params, weight_decay)  # u_t = a_t + λ θ_{t-1}
     addcdiv_(u, m, adam_denom(v, bc2, eps), adaptive)
     axpy_(u, m, plain)
-    # τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖, 1 if either is 0
-    p_norm, u_norm = norms(params, step), norms(u, step)
-    tau = trust_ratio(clip_norm(p_norm, scale_clip or DEFAULT_CLIP), u_norm, params)
-    axpy_(params, u, [-lr * x for x in tau])  # θ_t = θ_{t-1} - α τ_t u_t
+    trust_update_(params, u, step, lr=lr, scale_clip=scale_clip)  # θ_t = θ_{t-1} - α τ_t u_t
 
 
 class RaLars(RuleOptimizer):

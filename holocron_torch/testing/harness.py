@@ -156,10 +156,10 @@ def run_case(
     Plus what the problem's own conditioning explains: two shadow reference runs whose inputs, parameters and state
     buffers are perturbed by a relative 1e-13 after every step (where rounding enters: each stored value; the two
     runs take the same random perturbations with opposite signs) measure each value's sensitivity, scaled up to a
-    relative perturbation of rtol. So the optimizer must
-    equal the reference evaluated at inputs within rtol (relative) of its own: where g + λθ cancels to 0, or a
-    step divides by √v ≈ 0, rounding differences (an FMA, another summation order) are not called a mismatch,
-    while any wrong sign, beta, bias correction or norm (an O(1) difference) still is (tools/mutate.py).
+    relative perturbation of rtol. So the optimizer must equal the reference evaluated at inputs within rtol
+    (relative) of its own: where g + λθ cancels to 0, or a step divides by √v ≈ 0, rounding differences (an FMA,
+    another summation order) are not called a mismatch, while any wrong sign, beta, bias correction or norm (an
+    O(1) difference) still is (tools/mutate.py).
     """
     rtol = TOLERANCE[dtype] if rtol is None else rtol
     # both sides start from the same numbers: the inputs rounded to the optimizer's dtype (what it can hold)
