@@ -19,7 +19,8 @@ Engines:
                  function that builds Lookahead/Scout around the rule (its slow weights are then sharded too)
     dcp          FSDP2 per layer: saved after 4 steps with torch.distributed.checkpoint, loaded into a fresh model
                  and optimizer, 3 more steps; bitwise equal to the uninterrupted fsdp2-layer run (diff must be 0).
-                 A wrapper: get_state_dict of its base optimizer, its own state by parameter name (wrapper_state)
+                 get_state_dict / set_state_dict take the optimizer as it is, a wrapper too; Scout's case uses
+                 flatten_optimizer_state_dict=True (DCP's other layout, torchtitan's), every other the default
 """
 
 from __future__ import annotations
@@ -244,22 +245,16 @@ def case_tensors(engine: str, name: str, mesh: Any, ref: tuple[list[Tensor], lis
     return {"diff": max_diff(params, final), "state": check_state(opt, params), "comms": dict(comms.counts)}
 
 
-def wrapper_state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Lookahead/Scout's own state for DCP, by parameter name: get_state_dict takes the base optimizer only (it
-    keys a state by parameter, and a wrapper's state_dict also holds its fast-step count and the base's)."""
-    names = {p: n for n, p in model.named_parameters()}
-    slow = {names[p]: opt.state[p] for group in opt.param_groups for p in group["params"]}
-    return {"fast_steps": torch.tensor(opt.state["fast_steps"]), "slow": slow}
-
-
 def case_dcp(name: str, mesh: Any, rank: int, world: int, out: Path, uninterrupted: list[Tensor]) -> dict:
     """Save after SAVE_AT steps, load into a fresh (differently initialised) model and optimizer, finish."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+
+    options = StateDictOptions(flatten_optimizer_state_dict=name.startswith("scout:"))
 
     def checkpoint(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-        msd, osd = get_state_dict(model, base_of(opt))
-        return {"model": msd, "optim": osd} | ({"wrapper": wrapper_state(model, opt)} if ":" in name else {})
+        msd, osd = get_state_dict(model, opt, options=options)
+        return {"model": msd, "optim": osd}
 
     path = str(out / "dcp" / name.replace(":", "-"))
     model, opt, _ = train_distributed("dcp", name, mesh, rank, world, range(SAVE_AT))
@@ -268,9 +263,7 @@ def case_dcp(name: str, mesh: Any, rank: int, world: int, out: Path, uninterrupt
     fresh_opt = _opt(name, fresh.parameters(), "dcp")
     sd = checkpoint(fresh, fresh_opt)
     dcp.load(sd, checkpoint_id=path)  # in place, into the fresh tensors (a wrapper's φ and history too)
-    set_state_dict(fresh, base_of(fresh_opt), model_state_dict=sd["model"], optim_state_dict=sd["optim"])
-    if ":" in name:
-        fresh_opt.state["fast_steps"] = int(sd["wrapper"]["fast_steps"])
+    set_state_dict(fresh, fresh_opt, model_state_dict=sd["model"], optim_state_dict=sd["optim"], options=options)
     fresh, fresh_opt, _ = train_distributed("dcp", name, mesh, rank, world, range(SAVE_AT, STEPS), fresh, fresh_opt)
     params = [p.detach().to_local() for p in fresh.parameters()]
     bitwise = all(torch.equal(a, b) for a, b in zip(params, uninterrupted))

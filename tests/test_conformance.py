@@ -126,10 +126,13 @@ def test_lr_schedulers_change_the_update(name):
     assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     c = model()
     opt_c = build(name, c.parameters())
-    one_cycle = torch.optim.lr_scheduler.OneCycleLR(opt_c, max_lr=0.05, total_steps=4, cycle_momentum=False)
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR(opt_c, max_lr=0.05, total_steps=4)  # cycles momentum / β1 too
+    group, momenta = getattr(opt_c, "base_optimizer", opt_c).param_groups[0], set()
     for batch in data:
         train(c, opt_c, [batch])
         one_cycle.step()
+        momenta.add(group["betas"][0] if "betas" in group else group["momentum"])
+    assert len(momenta) == 3  # the base optimizer's own β1 (or momentum) cycles: down from 0.95 and back up
     assert all(torch.isfinite(p).all() for p in c.parameters())
 
 
@@ -258,4 +261,4 @@ def test_wrappers_share_param_groups_with_any_base(wrapper, base):
     train(net, opt, batches(4))
     assert all(torch.isfinite(p).all() for p in net.parameters())
     sd = opt.state_dict()
-    assert "base" in sd and sd["state"]["fast_steps"] == 4
+    assert len(sd["state"]) == 5 and all(entry["fast_steps"] == 4 for entry in sd["state"].values())
