@@ -1,18 +1,18 @@
 """Loading checkpoints written by holocron 0.3.0's optimizers: the one place that knows its key names.
 
 holocron 0.3.0 names buffers after torch's Adam (``exp_avg``, ``exp_avg_sq``, ...), keeps ``step`` as a Python
-int, and stores some group keys we do not have. ``translate`` maps them to our vocabulary (the spec's symbols,
-a float64 0-d ``step``). Where holocron's buffer means something else (errata rows 15, 20, 30), the mapping is
-the closest exact one, noted per key below; training continues from it.
+int, and stores some group keys we do not have. A checkpoint is recognised as holocron's by its buffer names (never
+by the type of its ``step``: torch.optim itself loads a Python-number step); ``translate`` maps its per-parameter
+state to our vocabulary (the spec's symbols). Where holocron's buffer means something else (errata rows 15, 20, 30),
+the mapping is the closest exact one, noted per key below; training continues from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-
-from ._base import STEP_DTYPE
 
 #: holocron 0.3.0 state key -> ours, per rule
 KEYS: dict[str, dict[str, str]] = {
@@ -36,41 +36,61 @@ KEYS: dict[str, dict[str, str]] = {
     "ademamix": {"exp_avg": "m1", "exp_avg_slow": "m2", "exp_avg_sq": "nu"},
 }
 
+#: per-parameter keys holocron 0.3.0 writes that are neither a buffer nor the step (dropped on load)
+DROPPED: dict[str, frozenset[str]] = {"lamb": frozenset({"local_lr"}), "ralars": frozenset({"local_lr"})}
 
-def is_holocron(state_dict: dict[str, Any]) -> bool:
-    """A holocron 0.3.0 checkpoint: an int step or one of its buffer names."""
-    for st in state_dict.get("state", {}).values():
-        if isinstance(st, dict) and (isinstance(st.get("step"), int) or "exp_avg" in st or "momentum_buffer" in st):
-            return True
-    return False
+#: every param-group key holocron 0.3.0's optimizers write (those of its torch.optim.Adam parents included); those
+#: our optimizer does not have are dropped from a holocron checkpoint's groups (any other key is kept, as torch does)
+GROUP_KEYS = frozenset(
+    {
+        "alpha", "amsgrad", "betas", "capturable", "dampening", "decoupled_weight_decay", "differentiable", "dof",
+        "eps", "foreach", "fused", "lr", "maximize", "momentum", "nesterov", "sma_inf", "weight_decay",
+    }
+)  # fmt: skip
 
 
-def translate(rule: str, groups: list[dict[str, Any]], state_dict: dict[str, Any]) -> dict[str, Any]:
-    """``state_dict`` with holocron 0.3.0's names mapped to ours and every group completed from ``groups``
-    (the optimizer's current groups: keys the checkpoint lacks keep their current value, keys we do not
-    have are dropped). A state_dict of ours passes through with its values unchanged."""
-    if len(groups) != len(state_dict["param_groups"]):
-        return state_dict  # torch's own load_state_dict says what is wrong
-    saved_groups = [
-        {**{k: v for k, v in cur.items() if k != "params"}, **{k: v for k, v in saved.items() if k in cur}}
-        for cur, saved in zip(groups, state_dict["param_groups"])
-    ]
-    out = {**state_dict, "param_groups": saved_groups}
-    if not is_holocron(state_dict):
-        return out
-    keys, state = KEYS[rule], {}
-    group_of = {i: g for g in saved_groups for i in g["params"]}
-    for idx, st in state_dict["state"].items():
+def _holocron_names(rule: str) -> frozenset[str]:
+    return frozenset(KEYS[rule]) | DROPPED.get(rule, frozenset()) | {"step"}
+
+
+def is_holocron(rule: str, state: Mapping[Any, Any], param_ids: set[Any]) -> bool:
+    """Whether a state dict's ``state`` (entries keyed by ``param_ids``; other keys are not a parameter's) was
+    written by holocron 0.3.0's optimizer for ``rule``: every non-empty parameter entry holds only holocron's
+    names for that rule (its buffers, ``step``, ``local_lr``), and at least one holds one of its buffers."""
+    names = _holocron_names(rule)
+    seen = False
+    for idx, entry in state.items():
+        if idx not in param_ids or not isinstance(entry, Mapping) or not entry:
+            continue
+        if not set(entry) <= names:
+            return False
+        seen = seen or bool(set(entry) & set(KEYS[rule]))
+    return seen
+
+
+def translate(rule: str, state: Mapping[Any, Any], group_of: Mapping[Any, Mapping[str, Any]]) -> dict[Any, Any]:
+    """A holocron 0.3.0 ``state`` in our names: each parameter entry (``group_of`` maps its id to its loaded,
+    completed param group) gets our buffer names, a ``step`` (holocron's LARS keeps none: 1, the count after
+    which its buffer exists), TAdam's W as a 0-d tensor and AdaBelief's s with its ε back. Entries that are not a
+    parameter's pass through."""
+    keys, out = KEYS[rule], {}
+    for idx, st in state.items():
+        if idx not in group_of or not isinstance(st, Mapping) or not st:
+            out[idx] = st
+            continue
         new = {keys[k]: v for k, v in st.items() if k in keys}
-        step = st.get("step", 1)  # holocron's LARS keeps no step count
-        new["step"] = torch.tensor(float(step), dtype=STEP_DTYPE)
-        if "W" in new:
+        step = st.get("step", 1)
+        new["step"] = step
+        if isinstance(new.get("W"), torch.Tensor):
             new["W"] = new["W"].reshape(())
         if rule == "adabelief":
             beta2, eps = group_of[idx]["betas"][1], group_of[idx]["eps"]
+            t = float(step.item()) if isinstance(step, torch.Tensor) else float(step)
             for k in ("s", "s_max"):
-                if k in new:
-                    new[k] = new[k] + eps * (1 - beta2**step) / (1 - beta2)
-        state[idx] = new
-    out["state"] = state
+                if isinstance(new.get(k), torch.Tensor):
+                    new[k] = new[k] + eps * (1 - beta2**t) / (1 - beta2)
+        out[idx] = new
     return out
+
+
+__all__ = ["DROPPED", "GROUP_KEYS", "KEYS", "is_holocron", "translate"]
