@@ -93,6 +93,10 @@ class Hyper:
         if not (lo_ok and hi_ok and math.isfinite(v)):
             raise ValueError(f"{name} must be in {self.interval_text()}, got {value!r}")
 
+    def default_text(self) -> str:
+        """The default, as a reader would write it (floats in %g, tuples in parentheses)."""
+        return _value_text(self.default)
+
     def range_text(self) -> str:
         """The valid range, as a reader would write it."""
         if self.kind == "flag":
@@ -114,6 +118,14 @@ class Hyper:
         right = ")" if self.hi_open or self.hi == math.inf else "]"
         hi = "inf" if self.hi == math.inf else f"{self.hi:g}"
         return f"{left}{self.lo:g}, {hi}{right}"
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_value_text(v) for v in value) + ")"
+    return repr(value)
 
 
 def real(name, default, doc, lo=0.0, hi=math.inf, *, lo_open=False, hi_open=False, sample=None) -> Hyper:

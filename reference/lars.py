@@ -4,8 +4,8 @@ Per parameter tensor (a "layer"), for t >= 1:
 
     d_t = g_t + λ θ_{t-1}                                     (L2 term joins the direction)
     γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖)                 (local LR; γ_t = 1 if either side is 0)
-    v_t = γ_t d_t                              if t = 1       (torch SGD convention: no dampening at t = 1)
-    v_t = m v_{t-1} + (1 - δ) γ_t d_t          if t > 1
+    v_t = γ_t d_t                              if t = 1 or m = 0   (torch SGD: no dampening at t = 1, and with
+    v_t = m v_{t-1} + (1 - δ) γ_t d_t          otherwise            m = 0 no buffer, so δ never scales the step)
     s_t = γ_t d_t + m v_t  if nesterov  else  v_t
     θ_t = θ_{t-1} - α s_t
 
@@ -55,7 +55,7 @@ def step(
     for theta, g, v in zip(params, grads, state.v):
         d = g + weight_decay * theta
         gamma = trust(phi(norm(theta), scale_clip), norm(g) + weight_decay * norm(theta))
-        v = gamma * d if t == 1 else momentum * v + (1.0 - dampening) * gamma * d
+        v = gamma * d if t == 1 or momentum == 0 else momentum * v + (1.0 - dampening) * gamma * d
         s = gamma * d + momentum * v if nesterov else v
         new_p.append(theta - lr * s)
         new_v.append(v)

@@ -67,7 +67,9 @@ def step(
         d = theta.size
         nu = float(d if dof is None else dof)
         g_hat = g + weight_decay * theta
-        w = 1.0 if math.isinf(nu) or d == 0 else (nu + d) / (nu + np.sum((g_hat - m) ** 2 / (v + eps)))
+        s = 0.0 if math.isinf(nu) or d == 0 else float(np.sum((g_hat - m) ** 2 / (v + eps)))
+        # (a non-finite sum makes w_t NaN, so that the whole tensor's update is NaN: docs/reliability.md)
+        w = 1.0 if math.isinf(nu) or d == 0 else (nu + d) / (nu + s) if math.isfinite(s) else math.nan
         m = W / (W + w) * m + w / (W + w) * g_hat
         W = (2 * beta1 - 1) / beta1 * W + w
         v = beta2 * v + (1 - beta2) * g_hat**2

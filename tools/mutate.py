@@ -23,7 +23,7 @@ MUTATIONS = [
         "scale_(v, momentum**2)",
         "lars",
     ),
-    ("holocron_torch/optim/lars.py", "[k[i] * weight_decay for i in large]", "[k[i] for i in large]", "lars"),
+    ("holocron_torch/optim/lars.py", "[c * weight_decay for c in k]", "[c for c in k]", "lars"),
     ("reference/lamb.py", "m_hat = m / (1 - beta1**t)", "m_hat = m", "lamb"),
     (
         "reference/lamb.py",
@@ -44,8 +44,8 @@ MUTATIONS = [
     ("reference/tadam.py", "v = beta2 * v + (1 - beta2) * g_hat**2", "v = beta2 * v + (1 - beta1) * g_hat**2", "tadam"),
     (
         "holocron_torch/optim/tadam.py",
-        "torch._foreach_div_(dist, torch._foreach_add(v, eps))",
-        "torch._foreach_div_(dist, torch._foreach_add(v, 2 * eps))",
+        "torch._foreach_div_(dist, torch._foreach_add(up(v), eps))",
+        "torch._foreach_div_(dist, torch._foreach_add(up(v), 2 * eps))",
         "tadam",
     ),
     (
@@ -108,8 +108,8 @@ MUTATIONS = [
     ),
     (
         "holocron_torch/optim/_base.py",
-        "n / max(d, tiny) if n > 0 and d > 0 else 1.0 for",
-        "n / max(d, tiny) if n >= 0 and d > 0 else 1.0 for",
+        "n / max(d, tiny) if n != 0 and d != 0 else 1.0",
+        "n / max(d, tiny) if d != 0 else 1.0",
         "lamb",
     ),
     ("holocron_torch/optim/_base.py", "y.add_(x, alpha=ai)", "y.add_(x, alpha=-ai)", "ralars"),

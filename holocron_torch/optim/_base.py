@@ -50,6 +50,7 @@ __all__ = [
     "ema_",
     "ema_sq_",
     "exp",
+    "fixed_sum",
     "host_values",
     "is_host",
     "lerp_",
@@ -134,7 +135,10 @@ class RuleOptimizer(torch.optim.Optimizer):
                 raise ValueError("fused=True and foreach=True cannot be used together")
             from . import _fused
 
-            _fused.check(self, group["params"])
+            # a group loaded from a state_dict is not among param_groups yet: there a failed build warns, and the
+            # group's steps take the default path (a checkpoint saved fused=True resumes on a machine without a
+            # compiler); at construction and add_param_group it raises
+            _fused.check(self, group["params"], strict=any(g is group for g in self.param_groups))
         if not isinstance(group["maximize"], bool):
             raise TypeError(f"maximize must be a bool, got {group['maximize']!r}")
         for p in group["params"]:
@@ -143,15 +147,19 @@ class RuleOptimizer(torch.optim.Optimizer):
             if not p.is_floating_point():
                 raise ValueError(f"{type(self).__name__} needs floating-point parameters, got {p.dtype}")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's load_state_dict, after mapping a holocron 0.3.0 checkpoint's names to ours (see _compat)."""
-        from ._compat import translate
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch's __setstate__ (run by deepcopy, pickle and load_state_dict) adds "differentiable" to defaults, a
+        # flag ours do not have: groups added afterwards would carry a key the others lack
+        super().__setstate__(state)
+        self.defaults.pop("differentiable", None)
 
-        super().load_state_dict(translate(self.rule, self.param_groups, state_dict))
-        # torch casts "step" to float32 in a group with fused=True (its fused Adam's convention); ours stays float64
-        for st in self.state.values():
-            if isinstance(st.get("step"), Tensor) and st["step"].dtype != STEP_DTYPE:
-                st["step"] = st["step"].to(STEP_DTYPE)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch.optim's load_state_dict contract, with every group, buffer and step count checked at load (a
+        ValueError or TypeError naming what is wrong, the optimizer left as it was) and holocron 0.3.0
+        checkpoints translated (see holocron_torch/optim/_state.py and _compat.py)."""
+        from ._state import load_state_dict
+
+        load_state_dict(self, state_dict)
 
     def _initial_state(self, name: str, p: Tensor, g: Tensor, group: dict[str, Any]) -> Tensor:
         """A buffer's value before the first step: zeros like p, unless the rule says otherwise."""
@@ -165,9 +173,11 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _init_group(
         self, group: dict[str, Any], params: Tensors, grads: Tensors, steps: Tensors, *buffers: Tensors
     ) -> None:
-        """Fill params (those with a grad), grads (sign-flipped copies if maximize), steps and one list per
-        state buffer, creating the state lazily. torch.optim's convention: the lists are filled in place, so
-        torch.compile runs this eagerly and traces only the math."""
+        """Fill params (those with a grad), grads (the gradients themselves: :meth:`_gather` flips their sign under
+        maximize), steps and one list per state buffer, creating the state lazily. torch.optim's convention: the
+        lists are filled in place, so torch.compile runs this eagerly and traces only the math. Nothing computed
+        here may reach the math: Dynamo maps only params, their grads and their state back to their sources, and
+        would bake any other tensor made here (e.g. -g) into the graph as a constant of the first call."""
         fields = self._fields(group)
         for p in group["params"]:
             if p.grad is None:
@@ -175,13 +185,11 @@ class RuleOptimizer(torch.optim.Optimizer):
             g = p.grad
             if g.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            if group["maximize"]:
-                g = torch.neg(g)
             state = self.state[p]
             if not state:
                 state["step"] = torch.zeros((), dtype=STEP_DTYPE, device=p.device)
                 for f in fields:
-                    state[f] = self._initial_state(f, p, g, group)
+                    state[f] = self._initial_state(f, p, torch.neg(g) if group["maximize"] else g, group)
             params.append(p)
             grads.append(g)
             steps.append(state["step"])
@@ -193,6 +201,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         fields = self._fields(group)
         params, grads, steps, lists = [], [], [], tuple([] for _ in fields)
         self._init_group(group, params, grads, steps, *lists)
+        if group["maximize"] and grads:  # -g, made here (traced under torch.compile), never in _init_group
+            grads = [torch.neg(g) for g in grads] if _is_dtensor(grads[0]) else list(torch._foreach_neg(grads))
         return params, grads, steps, dict(zip(fields, lists))
 
     def _run(
@@ -414,12 +424,42 @@ def lincomb(xs: Tensors, ys: Tensors, a: Any) -> Tensors:
     return out
 
 
-def axpy_(ys: Tensors, xs: Tensors, a: Any) -> None:
-    """y ← y + a · x (a host scalar of 0 leaves y as it is). Host scalars: one fused pass per tensor, the same
-    rounding whichever tensors share the call; device scalars: a · x is formed first, then added."""
-    a, ys, xs = _skip_zeros(_per_tensor(a, len(xs)), ys, xs)
+def _out_of_range(a: Any, dtype: torch.dtype) -> bool:
+    """Whether a host scalar cannot be an operand of an op on ``dtype`` tensors without being rounded away: beyond
+    the dtype's largest value (torch refuses it) or below its smallest normal (it would lose its digits)."""
+    if dtype == torch.float64 or not is_host(a) or a == 0 or not math.isfinite(a):
+        return False
+    fi = torch.finfo(dtype)
+    return not fi.tiny <= abs(a) <= fi.max
+
+
+def _wide_axpy_(y: Tensor, x: Tensor, a: float) -> None:
+    """y ← y + a · x for a host scalar outside y's dtype's range (see _out_of_range): a · x is formed in float32
+    (a within float32's normal range) or float64, where it is representable, and rounded once into y."""
+    fi = torch.finfo(torch.float32)
+    wide = torch.float32 if fi.tiny <= abs(a) <= fi.max else torch.float64
+    y.add_(x.to(wide).mul_(a))
+
+
+def axpy_(ys: Tensors, xs: Tensors, a: Any, skip_zeros: bool = True) -> None:
+    """y ← y + a · x (a host scalar of 0 leaves y as it is, unless ``skip_zeros`` is False: then 0 · NaN and 0 · inf
+    in x still reach y as NaN, which the non-finite policy needs where x may hold them). Host scalars: one fused
+    pass per tensor, the same rounding whichever tensors share the call (a scalar outside the dtype's range, e.g. a
+    trust ratio of 1e40 in float32 or 1e5 in float16, is applied in a wider dtype: :func:`_wide_axpy_`); device
+    scalars: a · x is formed first, then added."""
+    a = _per_tensor(a, len(xs))
+    if skip_zeros:
+        a, ys, xs = _skip_zeros(a, ys, xs)
     if not ys:
         return
+    if ys[0].dtype != torch.float64 and any(_out_of_range(ai, ys[0].dtype) for ai in a):
+        wide = [i for i, ai in enumerate(a) if _out_of_range(ai, ys[0].dtype)]
+        for i in wide:
+            _wide_axpy_(ys[i], xs[i], a[i])
+        keep = [i for i in range(len(ys)) if i not in set(wide)]
+        a, ys, xs = [a[i] for i in keep], [ys[i] for i in keep], [xs[i] for i in keep]
+        if not ys:
+            return
     one = _one(a)
     if one is not None:
         torch._foreach_add_(ys, xs, alpha=one)
@@ -431,8 +471,18 @@ def axpy_(ys: Tensors, xs: Tensors, a: Any) -> None:
 
 
 def lerp_(xs: Tensors, ys: Tensors, w: Any) -> None:
-    """x ← x + w (y - x), in one pass (w: a number, or one scalar per tensor)."""
+    """x ← x + w (y - x), in one pass (w: a number, or one scalar per tensor). A host weight below the dtype's
+    smallest normal number (TAdam's w_t / (W + w_t) of 1e-47 for a far outlier) is applied in float64, where it is
+    not rounded to 0."""
     ws = _per_tensor(w, len(xs))
+    if xs and xs[0].dtype != torch.float64 and any(_out_of_range(x, xs[0].dtype) for x in ws):
+        wide = [i for i, x in enumerate(ws) if _out_of_range(x, xs[0].dtype)]
+        for i in wide:
+            xs[i].copy_(xs[i].to(torch.float64).lerp_(ys[i].to(torch.float64), ws[i]))
+        keep = [i for i in range(len(xs)) if i not in set(wide)]
+        xs, ys, ws = [xs[i] for i in keep], [ys[i] for i in keep], [ws[i] for i in keep]
+        if not xs:
+            return
     one = _one(ws)
     torch._foreach_lerp_(xs, ys, one if one is not None else list(ws))
 
@@ -474,8 +524,10 @@ def ema_sq_(xs: Tensors, ys: Tensors, beta: float) -> None:
 
 def adam_denom(v: Tensors, bc2: Scalars, eps: float) -> Tensors:
     """New tensors √v + ε √(1 - β2^t): the Adam denominator √(v / (1 - β2^t)) + ε times √(1 - β2^t), which the
-    caller folds into its step size (two passes instead of four)."""
-    denom = torch._foreach_sqrt(v)
+    caller folds into its step size (two passes instead of four). For float16 tensors the denominators are float32:
+    ε √(1 - β2^t) (1e-8 by default) is below float16's smallest subnormal (6e-8), so a float16 denominator of a zero
+    second moment would be 0 and the update 0/0 (docs/reliability.md, "Extreme magnitudes")."""
+    denom = torch._foreach_sqrt([x.to(torch.float32) for x in v] if v and v[0].dtype == torch.float16 else v)
     add_(denom, [eps * sqrt(b) for b in bc2])
     return denom
 
@@ -508,33 +560,78 @@ def reduced(x: Tensor) -> Tensor:
     return x
 
 
-#: below this, a float64 norm computed from squares may have lost digits (squares under 1e-308 underflow): it is
-#: recomputed scaled by max|x|, as the reference's norm (reference._common.norm) and the fused kernels do
-_NORM_UNDERFLOW = 1e-140
+#: the dtype torch sums a norm's squares in, per tensor dtype (float16/bfloat16 are asked for a float32 result,
+#: so that a norm above their largest value, 65504 for float16, is not rounded to inf)
+_NORM_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
+
+
+def _norm_kept(n: float, numel: int, acc: torch.dtype) -> bool:
+    """Whether a norm summed from squares in ``acc`` kept its digits: finite (no square overflowed) and with
+    ‖x‖² >= numel · tiny, so that squares rounded to subnormals (absolute error <= tiny · ε / 2 each) cost at most ε
+    relative. NaN is kept as it is (a NaN element makes a NaN norm on every path)."""
+    return n != n or (n < math.inf and n * n >= numel * torch.finfo(acc).tiny)
+
+
+def _scaled_norm(x: Tensor) -> float:
+    """max|x| · ‖x / max|x|‖ in float64 (reference._common.norm): neither underflows nor overflows before the result
+    does. max|x| of 0, inf or NaN is the norm itself."""
+    top = x.abs().amax().item() if x.numel() else 0.0
+    if not 0 < top < math.inf:
+        return top
+    return top * torch.linalg.vector_norm(x.to(torch.float64) / top).item()
 
 
 def norms(xs: Tensors, step: Scalars) -> Scalars:
     """‖x‖ of each whole tensor: host floats or 0-d tensors, like ``step`` (for a DTensor: one all-reduce of partial
-    norms, see :func:`reduced`). In float64, a norm small enough for its squares to have underflowed (below
-    _NORM_UNDERFLOW, e.g. every |x| < 1e-154) is recomputed as max|x| · ‖x / max|x|‖: on the host path only for
-    those tensors, on the device path (no branch on values) as a second computation selected by torch.where."""
-    out = torch._foreach_norm(xs)
-    out = [reduced(n) for n in out] if _is_dtensor(out[0]) else out  # a foreach list is all DTensors or none
-    if xs[0].dtype != torch.float64:
-        return host_values(out, step)
+    norms, see :func:`reduced`), with no underflow or overflow before the result itself does (docs/reliability.md,
+    "Extreme magnitudes"). Host path: torch's norm, and for the tensors whose squares underflowed or overflowed
+    (:func:`_norm_kept`) a float64 recomputation scaled by max|x| (:func:`_scaled_norm`). Device path (no branch
+    on values): float16/bfloat16/float32 norms accumulated in float64, where their squares can neither underflow
+    nor overflow; float64 norms with the scaled form as a second computation selected by torch.where."""
+    dtype = xs[0].dtype  # a foreach list has one dtype
+    acc = _NORM_DTYPE.get(dtype, dtype)
     if is_host(step[0]):
+        out = torch._foreach_norm(xs, dtype=acc) if acc != dtype else torch._foreach_norm(xs)
         vals = host_values(out, step)
         for i, (x, n) in enumerate(zip(xs, vals)):
-            if n < _NORM_UNDERFLOW:
-                top = x.abs().amax().item() if x.numel() else 0.0
-                vals[i] = top * torch.linalg.vector_norm(x / top).item() if top > 0 else n
+            if not _norm_kept(n, x.numel(), acc):
+                vals[i] = _scaled_norm(x)
         return vals
+    if dtype != torch.float64:
+        out = torch._foreach_norm(xs, dtype=torch.float64)
+        return [reduced(n) for n in out] if _is_dtensor(out[0]) else out  # a foreach list is all DTensors or none
+    out = torch._foreach_norm(xs)
+    out = [reduced(n) for n in out] if _is_dtensor(out[0]) else out
+    tiny = torch.finfo(torch.float64).tiny
     scaled = []
     for x, n in zip(xs, out):
         top = reduced(x.abs().amax()) if x.numel() else torch.zeros_like(n)
-        safe = torch.where(top > 0, top, torch.ones_like(top))
-        scaled.append(torch.where(n < _NORM_UNDERFLOW, top * reduced(torch.linalg.vector_norm(x / safe)), n))
+        safe = torch.where((top > 0) & (top < math.inf), top, torch.ones_like(top))
+        kept = ((n < math.inf) & (n * n >= x.numel() * tiny)) | ~torch.isfinite(top) | (n != n)
+        scaled.append(torch.where(kept, n, top * reduced(torch.linalg.vector_norm(x / safe))))
     return scaled
+
+
+#: a plain tensor's sum is taken over rows of this many elements (below torch's parallel grain size, 32768, so that
+#: each row is summed by one thread), then over the rows: the same numbers whatever the number of threads
+_SUM_ROW = 16384
+
+
+def fixed_sum(x: Tensor) -> Tensor:
+    """Σ x as a 0-d tensor (float32 for float16/bfloat16, else x's dtype), the same bits whatever
+    ``torch.get_num_threads()`` (torch's own sum of a large tensor splits it by thread count, so a run resumed on a
+    machine with another number of threads would drift): rows of _SUM_ROW elements, each summed in one thread, then
+    the rows' sums. A DTensor's (or a non-CPU tensor's) sum is torch's, all-reduced (:func:`reduced`)."""
+    acc = _NORM_DTYPE.get(x.dtype, x.dtype)
+    if not _plain_cpu(x):
+        return reduced(x.sum(dtype=acc))
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if n <= _SUM_ROW:
+        return flat.sum(dtype=acc)
+    k = n // _SUM_ROW
+    total = fixed_sum(flat[: k * _SUM_ROW].view(k, _SUM_ROW).sum(dim=1, dtype=acc))  # (more levels if k is large)
+    return total + flat[k * _SUM_ROW :].sum(dtype=acc) if n > k * _SUM_ROW else total
 
 
 def copy_(dst: Tensors, src: Tensors) -> None:
@@ -555,9 +652,19 @@ def clip_norm(norms: Scalars, scale_clip: tuple[float, float] | None) -> Scalars
 
 
 def trust_ratio(nums: Scalars, dens: Scalars, like: Tensors) -> Scalars:
-    """num / den per tensor, or 1 where either is zero; den floored at the smallest normal number of the tensor's
-    dtype (``like``), so that a subnormal norm cannot overflow the ratio (as in reference._common.trust)."""
-    tiny = torch.finfo(like[0].dtype).tiny  # a foreach list has one dtype
+    """num / den per tensor, or 1 where either is zero; den floored at float64's smallest normal number, as in
+    reference._common.trust (the norms are float64 whatever the dtype of ``like``, see :func:`norms`: a ratio of
+    1e40 for a float32 tensor is representable here, and :func:`axpy_` applies it in a wider dtype)."""
+    tiny = torch.finfo(torch.float64).tiny
+    # a non-finite norm (NaN or inf) makes a NaN ratio, never the guard's 1 nor 0, as in the reference
+    # (docs/reliability.md, "Non-finite inputs")
     if is_host(nums[0]) and is_host(dens[0]):
-        return [n / max(d, tiny) if n > 0 and d > 0 else 1.0 for n, d in zip(nums, dens)]
-    return [torch.where((n > 0) & (d > 0), n / d.clamp_min(tiny), torch.ones_like(n)) for n, d in zip(nums, dens)]
+        return [
+            (n / max(d, tiny) if n != 0 and d != 0 else 1.0) if math.isfinite(n + d) else math.nan
+            for n, d in zip(nums, dens)
+        ]
+    out = []
+    for n, d in zip(nums, dens):
+        ratio = torch.where((n != 0) & (d != 0), n / d.clamp_min(tiny), torch.ones_like(n))
+        out.append(torch.where(torch.isfinite(n + d), ratio, torch.full_like(ratio, math.nan)))
+    return out

@@ -59,7 +59,7 @@ def trust_update_(
     """θ_t = θ_{t-1} - α τ_t u_t with τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖ (1 if either norm is 0): the last step of LAMB
     and of RaLars."""
     tau = trust_ratio(clip_norm(norms(params, step), scale_clip or DEFAULT_CLIP), norms(u, step), params)
-    axpy_(params, u, [-lr * x for x in tau])
+    axpy_(params, u, [-lr * x for x in tau], skip_zeros=False)  # (τ_t = 0 must still turn an inf of u_t into NaN)
 
 
 class LAMB(RuleOptimizer):

@@ -17,9 +17,10 @@ from ._base import (
     add_,
     bias_correction,
     ema_sq_,
+    fixed_sum,
     host_values,
+    is_host,
     lerp_,
-    reduced,
 )
 
 __all__ = ["TAdam", "tadam"]
@@ -48,13 +49,32 @@ def tadam(
     if dof is not None and math.isinf(dof):
         w = [1.0] * len(params)
     else:
-        dist = torch._foreach_sub(g_hat, m)
+        # the device path (no branch on values) sums float16/bfloat16/float32 terms in float64, where the terms of
+        # finite inputs cannot overflow (a non-finite sum means a non-finite input: w_t NaN, as the reference); the
+        # host path sums in the dtype and recomputes in float64 only a sum that overflowed (below)
+        wide = not is_host(step[0]) and params[0].dtype != torch.float64
+        up = (lambda xs: [x.to(torch.float64) for x in xs]) if wide else (lambda xs: xs)
+        dist = torch._foreach_sub(up(g_hat), up(m))
         torch._foreach_mul_(dist, dist)
-        torch._foreach_div_(dist, torch._foreach_add(v, eps))
-        sums = host_values([reduced(x.sum()) for x in dist], step)
+        torch._foreach_div_(dist, torch._foreach_add(up(v), eps))
+        # fixed_sum: the same bits whatever the number of threads (a resumed run continues bitwise on any machine)
+        sums = host_values([fixed_sum(x) for x in dist], step)
         del dist
+        if is_host(step[0]):  # a sum whose terms overflowed the dtype (inf from finite inputs): again in float64
+            for i, s in enumerate(sums):
+                if s == math.inf:
+                    x = (g_hat[i].to(torch.float64) - m[i]).square_().div_(v[i].to(torch.float64) + eps)
+                    sums[i] = fixed_sum(x).item()
         nus = [float(p.numel() if dof is None else dof) for p in params]  # numel: the whole (logical) tensor's
-        w = [(nu + p.numel()) / (nu + s) if p.numel() else 1.0 for nu, p, s in zip(nus, params, sums)]
+        # (a non-finite sum, from a NaN or an inf, makes w_t NaN as in the reference: the whole tensor's update is NaN)
+        w = [
+            1.0
+            if not p.numel()
+            else ((nu + p.numel()) / (nu + s) if math.isfinite(s) else math.nan)
+            if is_host(s)
+            else torch.where(torch.isfinite(s), (nu + p.numel()) / (nu + s), math.nan)
+            for nu, p, s in zip(nus, params, sums)
+        ]
     # m_t = W_{t-1}/(W_{t-1} + w_t) m_{t-1} + w_t/(W_{t-1} + w_t) ĝ_t
     lerp_(m, g_hat, [wi / (Wi + wi) for wi, Wi in zip(w, host_values(W, step))])
     # W_t = (2β1 - 1)/β1 W_{t-1} + w_t

@@ -57,6 +57,40 @@ def test_lars_dampening_starts_at_step_two_and_nesterov_adds_the_current_step():
     assert_allclose(th[0], [3 - 0.45, 4 - 0.6], **TOL)
 
 
+def test_lars_dampening_without_momentum_never_scales_the_step():
+    # torch SGD keeps no buffer when momentum = 0, so dampening does not enter (errata row 21): with δ = 1 the
+    # second step still moves, by lr γ2 d2. θ0 = (3, 4), g ≡ (0.6, 0.8): γ1 = 5, θ1 = (2.7, 3.6), γ2 = 4.5
+    th, state = run("lars", [3, 4], [[0.6, 0.8]] * 2, lr=0.1, dampening=1.0)
+    assert_allclose(th[1], [2.7 - 0.1 * 4.5 * 0.6, 3.6 - 0.1 * 4.5 * 0.8], **TOL)
+    assert_allclose(state.v[0], [4.5 * 0.6, 4.5 * 0.8], **TOL)
+    assert not np.allclose(th[1], th[0])  # the defect: (1 - δ) from step 2 froze the weights
+
+
+def test_lars_with_unit_trust_ratio_is_torch_sgd_for_every_momentum_and_dampening():
+    # scale_clip = (1, 1) and unit-norm gradients make γ_t = 1: LARS is then SGD, and torch.optim.SGD's own
+    # conventions (dampening from step 2, none without momentum, nesterov) are the expected values
+    import torch
+
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(4) for _ in range(4)]
+    grads = [g / np.linalg.norm(g) for g in grads]
+    for momentum, dampening, nesterov in [
+        (0.0, 0.0, False),
+        (0.0, 1.0, False),
+        (0.0, 0.7, False),
+        (0.5, 0.7, False),
+        (0.9, 0.0, True),
+    ]:
+        hp = dict(lr=0.1, momentum=momentum, dampening=dampening, nesterov=nesterov)
+        th, _ = run("lars", [3, 4, 0, 1], grads, scale_clip=(1.0, 1.0), **hp)
+        p = torch.tensor([3.0, 4, 0, 1], dtype=torch.float64, requires_grad=True)
+        sgd = torch.optim.SGD([p], **hp)
+        for t, g in enumerate(grads):
+            p.grad = torch.tensor(g)
+            sgd.step()
+            assert_allclose(th[t], p.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=str(hp))
+
+
 # ---- LAMB ------------------------------------------------------------------------------------------------
 def test_lamb_bias_corrected_trust_ratio_with_weight_decay():
     # by hand, step 1: m̂ = g, v̂ = g², r ≈ sign(g) = (1, -1, 1); u = r + 0.1 θ0 = (1.1, -0.8, 0.9)

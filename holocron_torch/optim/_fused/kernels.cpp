@@ -116,11 +116,21 @@ inline T maxnan(T a, T b) {
 // reference._common.phi: min(max(z, lo), hi)
 inline double phi(double z, double lo, double hi) { return std::min(std::max(z, lo), hi); }
 
-// reference._common.trust: num / max(den, tiny), or 1 when either is zero (tiny: T's smallest normal, as the
-// default path's trust_ratio)
+// reference._common.trust: num / max(den, tiny), or 1 when either is zero (tiny: double's smallest normal, as the
+// reference and the default path's trust_ratio; the ratio is a double whatever T)
+inline double trust(double num, double den) {
+  // a non-finite norm (NaN or inf): a NaN ratio, as the reference (docs/reliability.md, "Non-finite inputs")
+  if (!std::isfinite(num) || !std::isfinite(den)) return std::numeric_limits<double>::quiet_NaN();
+  return num != 0.0 && den != 0.0 ? num / std::max(den, std::numeric_limits<double>::min()) : 1.0;
+}
+
+// whether a per-tensor scalar can multiply T elements without being rounded away: 0, or within T's normal range
+// (outside it, the loops that use it run in double, as the default path's axpy_ does)
 template <typename T>
-double trust(double num, double den) {
-  return num > 0.0 && den > 0.0 ? num / std::max(den, double(std::numeric_limits<T>::min())) : 1.0;
+bool in_range(double a) {
+  const double x = std::abs(a);
+  return x == 0.0 || !std::isfinite(x) ||
+         (x >= double(std::numeric_limits<T>::min()) && x <= double(std::numeric_limits<T>::max()));
 }
 
 // ‖x‖ from ss = Σ x_i² accumulated in double; for float64, where squares can underflow (|x| < 1e-154) or overflow
@@ -174,18 +184,29 @@ void lars_one(const Tensor& P, const Tensor& G, const Tensor& V, double t, doubl
   const double pn = norm<T>(s[0], n, [&](int64_t i) { return p[i]; });
   const double gn = norm<T>(s[1], n, [&](int64_t i) { return g[i]; });
   // γ_t = φ(‖θ_{t-1}‖) / (‖g_t‖ + λ ‖θ_{t-1}‖)    (γ_t = 1 if either side is 0)
-  const T gamma = T(trust<T>(phi(pn, lo, hi), gn + wd * pn));
-  const T sg = T(sign), lam = T(wd), m = T(momentum), a = T(lr), damp = T(t > 1 ? 1.0 - dampening : 1.0);
-  each(n, [&](int64_t b, int64_t e) {
+  const double gamma = trust(phi(pn, lo, hi), gn + wd * pn);
+  const double damp = t > 1 && momentum != 0 ? 1.0 - dampening : 1.0;
+  // γ_t d_t as γ_t g_t + (γ_t λ) θ_{t-1} (λ θ_{t-1} itself may overflow T while γ_t d_t does not), in T; in double
+  // when γ_t or γ_t λ is outside T's normal range (a float32 ratio of 1e40 from a subnormal gradient norm)
+  auto loop = [&](auto zero) {
+    using C = decltype(zero);
+    const C gs = C(gamma * sign), gl = C(gamma * wd), m = C(momentum), a = C(lr), dp = C(damp);
+    each(n, [&](int64_t b, int64_t e) {
 #pragma omp simd
-    for (int64_t i = b; i < e; ++i) {
-      const T gd = gamma * (sg * g[i] + lam * p[i]);  // γ_t d_t,  d_t = g_t + λ θ_{t-1}
-      const T vi = m * v[i] + damp * gd;               // v_t = m v_{t-1} + (1 - δ) γ_t d_t   (v_1 = γ_1 d_1)
-      v[i] = vi;
-      const T st = nesterov ? gd + m * vi : vi;  // s_t = γ_t d_t + m v_t  if nesterov  else  v_t
-      p[i] = p[i] - a * st;                      // θ_t = θ_{t-1} - α s_t
-    }
-  });
+      for (int64_t i = b; i < e; ++i) {
+        const C gd = gs * C(g[i]) + gl * C(p[i]);  // γ_t d_t,  d_t = g_t + λ θ_{t-1}
+        // v_t = m v_{t-1} + (1 - δ) γ_t d_t   (γ_t d_t at t = 1, and with m = 0, where v_{t-1} is not read)
+        const C vi = (momentum != 0 ? m * C(v[i]) : C(0)) + dp * gd;
+        v[i] = T(vi);
+        const C st = nesterov ? gd + m * vi : vi;  // s_t = γ_t d_t + m v_t  if nesterov  else  v_t
+        p[i] = T(C(p[i]) - a * st);                // θ_t = θ_{t-1} - α s_t
+      }
+    });
+  };
+  if (in_range<T>(gamma) && in_range<T>(gamma * wd))
+    loop(T(0));
+  else
+    loop(double(0));
 }
 
 Skipped lars(const Tensors& P, const Tensors& G, const Tensors& V, const Tensors& S, double lr, double momentum,
@@ -217,7 +238,7 @@ struct TrustAdam {  // the per-tensor scalars and the per-element math
   // u_t from m_t, v_t and θ_{t-1}
   T u(T mi, T vi, T pi) const {
     const T mh = mi / bc1;                                // m̂_t = m_t / (1 - β1^t)
-    const T ad = r * (mh / (std::sqrt(vi / bc2) + ep));  // r_t m̂_t / (√v̂_t + ε),  v̂_t = v_t / (1 - β2^t)
+    const T ad = r * (mh / (std::sqrt(vi) / bc2 + ep));  // r_t m̂_t / (√v̂_t + ε),  √v̂_t = √v_t / √(1 - β2^t)
     return (adaptive ? ad : mh) + lam * pi;               // u_t = a_t + λ θ_{t-1}
   }
   T u(int64_t i) const { return u(m[i], v[i], p[i]); }
@@ -248,7 +269,8 @@ void trust_adam_one(const Tensor& P, const Tensor& G, const Tensor& M, const Ten
                     double hi, double sign) {
   T* p = ptr<T>(P);
   const int64_t n = P.numel();
-  const T bc1 = T(1 - std::pow(beta1, t)), bc2 = T(1 - std::pow(beta2, t));
+  // bc2 holds √(1 - β2^t): √v_t / √(1 - β2^t) does not overflow where v_t / (1 - β2^t) would
+  const T bc1 = T(1 - std::pow(beta1, t)), bc2 = T(std::sqrt(1 - std::pow(beta2, t)));
   const TrustAdam<T> k{T(beta1), T(1 - beta1), T(beta2), T(1 - beta2), bc1,       bc2,       T(eps), T(rect),
                        T(wd),    T(sign),      adaptive, ptr<T>(M),    ptr<T>(V), ptr<T>(G), p};
   const auto s = sums<2>(n, [&](int64_t b, int64_t e, std::array<double, 2>& acc) {
@@ -259,11 +281,19 @@ void trust_adam_one(const Tensor& P, const Tensor& G, const Tensor& M, const Ten
   // τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖    (τ_t = 1 if either norm is 0)
   const double pn = norm<T>(s[0], n, [&](int64_t i) { return p[i]; });
   const double un = norm<T>(s[1], n, [&](int64_t i) { return k.u(i); });
-  const T step = T(-lr * trust<T>(phi(pn, lo, hi), un));
-  each(n, [&](int64_t b, int64_t e) {
+  const double step = -lr * trust(phi(pn, lo, hi), un);
+  if (in_range<T>(step)) {
+    const T st = T(step);
+    each(n, [&](int64_t b, int64_t e) {
 #pragma omp simd
-    for (int64_t i = b; i < e; ++i) p[i] = p[i] + step * k.u(i);  // θ_t = θ_{t-1} - α τ_t u_t
-  });
+      for (int64_t i = b; i < e; ++i) p[i] = p[i] + st * k.u(i);  // θ_t = θ_{t-1} - α τ_t u_t
+    });
+  } else {  // α τ_t outside T's range (a float32 τ_t of 1e40): the product in double
+    each(n, [&](int64_t b, int64_t e) {
+#pragma omp simd
+      for (int64_t i = b; i < e; ++i) p[i] = T(double(p[i]) + step * double(k.u(i)));
+    });
+  }
 }
 
 Skipped trust_adam(const Tensors& P, const Tensors& G, const Tensors& M, const Tensors& V, const Tensors& S, double lr,
@@ -313,8 +343,10 @@ __attribute__((noinline)) double tadam_distance(const T* p, const T* g, const T*
   for (int64_t i = b; i < e; ++i) {
     T gh = sg * g[i];
     if constexpr (COUPLED) gh += lam * p[i];
-    const T x = gh - m[i];
-    dist += double(x * x / (v[i] + ep));
+    // in double: a float32 (ĝ - m)² / (v + ε) of finite inputs can overflow, its double cannot (a non-finite sum
+    // means a non-finite input, and makes w_t NaN, as the reference)
+    const double x = double(gh) - double(m[i]);
+    dist += x * x / (double(v[i]) + double(ep));
   }
   return dist;
 }
@@ -340,12 +372,15 @@ void tadam_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tensor& 
         acc[0] += tadam_distance<T, decltype(coupled)::value>(p, g, m, v, sg, lam, ep, b, e);
       });
     });
-    w = (nu + double(d)) / (nu + s[0]);  // w_t = (ν + d) / (ν + Σ_j ...)
+    // w_t = (ν + d) / (ν + Σ_j ...)   (NaN for a non-finite sum, as the reference: docs/reliability.md)
+    w = std::isfinite(s[0]) ? (nu + double(d)) / (nu + s[0]) : std::numeric_limits<double>::quiet_NaN();
   }
   const double Wp = double(*W);
   const T cm = T(Wp / (Wp + w)), cg = T(w / (Wp + w));
   *W = T((2 * beta1 - 1) / beta1 * Wp + w);  // W_t = (2β1 - 1) / β1 · W_{t-1} + w_t
-  const T b2 = T(beta2), c2 = T(1 - beta2), bc1 = T(1 - std::pow(beta1, t)), bc2 = T(1 - std::pow(beta2, t));
+  // sbc2 = √(1 - β2^t): √v_t / √(1 - β2^t) does not overflow where v_t / (1 - β2^t) would
+  const T b2 = T(beta2), c2 = T(1 - beta2), bc1 = T(1 - std::pow(beta1, t));
+  const T sbc2 = T(std::sqrt(1 - std::pow(beta2, t)));
   const T a = T(lr);
   with_flag(vmax != nullptr, [&](auto amsgrad) {
     each(d, [&](int64_t b, int64_t e) {
@@ -359,7 +394,7 @@ void tadam_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tensor& 
         T vh = vi;
         if constexpr (decltype(amsgrad)::value) vh = vmax[i] = maxnan(vmax[i], vi);  // v^max_t = max(v^max_{t-1}, v_t)
         // θ_t = θ_{t-1} - α m̂_t / (√v̂_t + ε),  m̂_t = m_t / (1 - β1^t),  v̂_t = v_t / (1 - β2^t)  (v^max_t: amsgrad)
-        p[i] = p[i] - a * (mi / bc1 / (std::sqrt(vh / bc2) + ep));
+        p[i] = p[i] - a * (mi / bc1 / (std::sqrt(vh) / sbc2 + ep));
       }
     });
   });
@@ -395,7 +430,7 @@ void adabelief_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tens
   T* s = ptr<T>(Sb);
   T* smax = Smax ? ptr<T>(*Smax) : nullptr;
   const T b1 = T(beta1), c1 = T(1 - beta1), b2 = T(beta2), c2 = T(1 - beta2), ep = T(eps), lam = T(wd);
-  const T bc1 = T(1 - std::pow(beta1, t)), bc2 = T(1 - std::pow(beta2, t)), sg = T(sign), a = T(lr);
+  const T bc1 = T(1 - std::pow(beta1, t)), sbc2 = T(std::sqrt(1 - std::pow(beta2, t))), sg = T(sign), a = T(lr);
   with_flag(smax != nullptr, [&](auto amsgrad) {
     each(P.numel(), [&](int64_t b, int64_t e) {
 #pragma omp simd
@@ -409,7 +444,7 @@ void adabelief_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tens
         T sh = si;
         if constexpr (decltype(amsgrad)::value) sh = smax[i] = maxnan(smax[i], si);  // s^max_t = max(s^max_{t-1}, s_t)
         // θ_t = θ_{t-1} - α m̂_t / (√ŝ_t + ε),  m̂_t = m_t / (1 - β1^t),  ŝ_t = s_t / (1 - β2^t)  (s^max_t: amsgrad)
-        p[i] = p[i] - a * (mi / bc1 / (std::sqrt(sh / bc2) + ep));
+        p[i] = p[i] - a * (mi / bc1 / (std::sqrt(sh) / sbc2 + ep));  // (√ŝ_t = √s_t / √(1 - β2^t))
       }
     });
   });
@@ -578,7 +613,7 @@ void adan_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tensor& V
   T *m = ptr<T>(M), *v = ptr<T>(V), *nb = ptr<T>(N), *gp = ptr<T>(Gp);
   T* nmax = Nmax ? ptr<T>(*Nmax) : nullptr;
   const T b1 = T(beta1), c1 = T(1 - beta1), b2 = T(beta2), c2 = T(1 - beta2), b3 = T(beta3), c3 = T(1 - beta3);
-  const T bc1 = T(1 - std::pow(beta1, t)), bc2 = T(1 - std::pow(beta2, t)), bc3 = T(1 - std::pow(beta3, t));
+  const T bc1 = T(1 - std::pow(beta1, t)), bc2 = T(1 - std::pow(beta2, t)), sbc3 = T(std::sqrt(1 - std::pow(beta3, t)));
   const T ep = T(eps), sg = T(sign), a = T(lr), prox = T(1 + lr * wd);
   with_flag(nmax != nullptr, [&](auto amsgrad) {
     with_flag(t <= 1, [&](auto first) {
@@ -598,7 +633,7 @@ void adan_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tensor& V
           T nh = ni;
           if constexpr (decltype(amsgrad)::value) nh = nmax[i] = maxnan(nmax[i], ni);  // n^max_t = max(n^max, n_t)
           // u_t = (m̂_t + β2 v̂_t) / (√n̂_t + ε),  x̂_t = x_t / (1 - βx^t)   (n^max_t with amsgrad)
-          const T u = (mi / bc1 + b2 * (vi / bc2)) / (std::sqrt(nh / bc3) + ep);
+          const T u = (mi / bc1 + b2 * (vi / bc2)) / (std::sqrt(nh) / sbc3 + ep);  // √n̂_t = √n_t / √(1 - β3^t)
           p[i] = (p[i] - a * u) / prox;  // θ_t = (θ_{t-1} - α u_t) / (1 + α λ)
         }
       });
@@ -643,7 +678,7 @@ void ademamix_one(const Tensor& P, const Tensor& G, const Tensor& M1, const Tens
     b3_t = std::exp(l1 * l3 / ((1 - f) * l3 + f * l1));
   }
   const T b1 = T(beta1), c1 = T(1 - beta1), b2 = T(beta2), c2 = T(1 - beta2), b3 = T(b3_t), c3 = T(1 - b3_t);
-  const T bc1 = T(1 - std::pow(beta1, t)), bc2 = T(1 - std::pow(beta2, t)), at = T(a_t), ep = T(eps);
+  const T bc1 = T(1 - std::pow(beta1, t)), sbc2 = T(std::sqrt(1 - std::pow(beta2, t))), at = T(a_t), ep = T(eps);
   const T lam = T(wd), sg = T(sign), eta = T(lr);
   each(P.numel(), [&](int64_t b, int64_t e) {
 #pragma omp simd
@@ -657,7 +692,8 @@ void ademamix_one(const Tensor& P, const Tensor& G, const Tensor& M1, const Tens
       nu[i] = ni;
       // θ_t = θ_{t-1} - η [ (m̂1_t + α_t m2_t) / (√ν̂_t + ε) + λ θ_{t-1} ]
       //   m̂1_t = m1_t / (1 - β1^t),  ν̂_t = ν_t / (1 - β2^t)
-      p[i] = p[i] - eta * ((x1 / bc1 + at * x2) / (std::sqrt(ni / bc2) + ep) + lam * p[i]);
+      // (√ν̂_t as √ν_t / √(1 - β2^t))
+      p[i] = p[i] - eta * ((x1 / bc1 + at * x2) / (std::sqrt(ni) / sbc2 + ep) + lam * p[i]);
     }
   });
 }
