@@ -40,3 +40,26 @@ def test_compiled_step_has_no_graph_break_matches_eager_and_does_not_recompile(n
     assert float(opts[1].param_groups[0]["lr"]) == pytest.approx(0.01 * 0.5**4)
     for p, q in zip(eager, comp):
         torch.testing.assert_close(q, p, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BASE)
+def test_compiled_maximize_reads_each_steps_gradient(name):
+    """Under torch.compile, -g is formed in the traced math, not in _init_group: Dynamo runs _init_group eagerly and
+    maps back only params, grads and state, so a -g made there was baked into the graph as the first call's constant
+    (every later compiled step reused the first gradient)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    shapes = [(3, 4), (5,)]
+    eager = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    comp = [p.detach().clone().requires_grad_() for p in eager]
+    cls, kw = torch_class(RULES[name]), SETTINGS.get(name, {})
+    opts = [cls(ps, lr=0.01, maximize=True, **kw) for ps in (eager, comp)]
+    compiled_step = torch.compile(opts[1].step, fullgraph=True, backend="eager")
+    for _ in range(3):
+        for p, q in zip(eager, comp):
+            g = torch.randn_like(p)
+            p.grad, q.grad = g, g.clone()
+        opts[0].step()
+        compiled_step()
+    for p, q in zip(eager, comp):
+        torch.testing.assert_close(q, p, rtol=1e-9, atol=1e-12)

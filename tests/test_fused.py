@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import subprocess
 import sys
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -210,24 +210,105 @@ def test_invalid_fused_options():
         optim.LAMB(p, fused=True, foreach=True)
     with pytest.raises(TypeError, match="fused"):
         optim.LAMB(p, fused="yes")
-    with pytest.raises(NotImplementedError, match="CPU"):
-        optim.LAMB([nn.Parameter(torch.zeros(2, device="meta"))], fused=True)
     _fused.check_devices([SimpleNamespace(device=torch.device("cuda", 0))])  # CUDA: the compiled path
     with pytest.raises(NotImplementedError, match="CPU and CUDA tensors only"):
         _fused.check_devices([SimpleNamespace(device=torch.device("mps"))])
     opt = optim.LAMB(p)
-    with pytest.raises(NotImplementedError, match="CPU"):  # a group added later is checked too, and not kept
-        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, device="meta"))], "fused": True})
+    with pytest.raises(ValueError, match="fused"):  # a group added later is checked too, and not kept
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "fused": True, "foreach": True})
     assert len(opt.param_groups) == 1
 
 
+def test_meta_parameters_materialised_later_as_torch_fused_adamw(monkeypatch):
+    """Construction over meta parameters builds nothing (the device is not known yet) and is accepted, as torch's
+    fused AdamW accepts it; after ``to_empty(device="cpu")`` (with swapped module parameters, so the optimizer's
+    parameters become the CPU tensors) the steps run the kernels and equal an optimizer built on the CPU. A step
+    over parameters still on the meta device raises, before making any state."""
+
+    def model(device):
+        torch.manual_seed(0)
+        kw = dict(device=device, dtype=torch.float64)
+        return nn.Sequential(nn.Linear(4, 3, **kw), nn.Linear(3, 1, **kw))
+
+    def train(m, opt):
+        for t in range(3):
+            for p, g in zip(m.parameters(), gradients(list(m.parameters()), t)):
+                p.grad = g
+            opt.step()
+
+    built = _fused.load()
+    monkeypatch.setattr(_fused, "_ext", None)
+    monkeypatch.setattr(_fused, "load", lambda: pytest.fail("built at construction over meta parameters"))
+    meta = model("meta")
+    for cls in (optim.LAMB, torch.optim.AdamW):
+        cls(meta.parameters(), fused=True)  # torch's fused AdamW takes them too
+    opt = optim.LAMB(meta.parameters(), lr=0.01, weight_decay=0.1, fused=True)
+    meta[0].weight.grad = torch.ones_like(meta[0].weight)
+    with pytest.raises(NotImplementedError, match="meta"):
+        opt.step()
+    assert not opt.state
+    meta[0].weight.grad = None
+    monkeypatch.setattr(_fused, "load", lambda: built)
+    previous = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        meta.to_empty(device="cpu")
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(previous)
+    assert all(p.device.type == "cpu" for g in opt.param_groups for p in g["params"])
+    reference = model("cpu")
+    with torch.no_grad():
+        for p, q in zip(meta.parameters(), reference.parameters()):
+            p.copy_(q)
+    opt_ref = optim.LAMB(reference.parameters(), lr=0.01, weight_decay=0.1, fused=True)
+    train(meta, opt)
+    train(reference, opt_ref)
+    for p, q in zip(meta.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+        assert torch.equal(opt.state[p]["m"], opt_ref.state[q]["m"])
+
+
+@pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
+def test_compiled_step_keeps_the_kernels_out_of_the_graph(caplog, maximize):
+    """torch.compile(opt.step, fullgraph=True) over a fused=True optimizer: no graph break (fullgraph), no warning
+    and no Dynamo log record beyond those of the same optimizer with fused=None (the C++ kernels are not traced: the
+    rule's list function is), and the numbers of the eager fused steps."""
+    import logging
+
+    import torch._dynamo.testing
+
+    def go(fused):
+        torch._dynamo.reset()
+        caplog.clear()
+        params = [[nn.Parameter(t) for t in tensors(torch.float64, shapes=[(3, 4), (5,)])] for _ in range(2)]
+        opts = [optim.LAMB(ps, lr=0.01, weight_decay=0.01, maximize=maximize, fused=fused) for ps in params]
+        counter = torch._dynamo.testing.CompileCounterWithBackend("eager")
+        compiled_step = torch.compile(opts[1].step, fullgraph=True, backend=counter)
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="torch"):
+            warnings.simplefilter("always")
+            for t in range(4):
+                for ps in params:
+                    for p, g in zip(ps, gradients(ps, t)):
+                        p.grad = g
+                opts[0].step()
+                opts[1].step() if t == 0 else compiled_step()  # the first (eager) step creates the state
+        assert counter.frame_count == 1
+        assert_same_run((params[1], opts[1]), (params[0], opts[0]), RTOL[torch.float64])
+        return {str(w.message) for w in caught}, {
+            r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+        }
+
+    default, fused = go(None), go(True)
+    assert fused[0] <= default[0] and fused[1] <= default[1], (fused, default)
+
+
 def test_a_failed_build_is_a_clear_runtime_error_at_construction(monkeypatch):
-    def no_compiler():
+    def no_compiler(folder):
         raise OSError("[Errno 2] No such file or directory: 'c++'")
 
     monkeypatch.setattr(_fused, "_ext", None)
-    monkeypatch.setattr(_fused, "_build", no_compiler)
-    with pytest.raises(RuntimeError, match=r"could not be built: OSError: .*'c\+\+'") as info:
+    monkeypatch.setattr(_fused, "_load_or_build", no_compiler)
+    with pytest.raises(RuntimeError, match=r"could not be built or loaded: OSError: .*'c\+\+'") as info:
         optim.AdaBelief([nn.Parameter(torch.zeros(2))], fused=True)
     assert isinstance(info.value.__cause__, OSError)
     optim.AdaBelief([nn.Parameter(torch.zeros(2))]).step()  # the default path never builds
@@ -243,14 +324,3 @@ def test_the_build_is_cached_on_disk_for_later_processes():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert out.stdout.strip() == str(so)
     assert so.stat().st_mtime_ns == stamp
-
-
-def test_a_stale_build_lock_is_removed(monkeypatch):
-    """A build killed midway leaves cpp_extension's lock file behind, on which the next process would wait forever."""
-    lock = _fused.build_directory() / "lock"
-    lock.write_text("")
-    old = lock.stat().st_mtime - 2 * _fused.STALE_LOCK_S
-    os.utime(lock, (old, old))
-    monkeypatch.setattr(_fused, "_ext", None)
-    assert _fused.load() is not None
-    assert not lock.exists()
