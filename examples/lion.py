@@ -14,9 +14,12 @@ or in Python (this is what ``tests/test_custom_variant.py`` runs)::
     from hypothesis import strategies as st
     from holocron_torch.testing import verify
     verify(Lion, lion_reference, hyperparameters=st.fixed_dictionaries({"lr": st.floats(1e-4, 0.1)}),
-           state=("m",), compare_step=False)
+           state=("m",))
 
-Lion keeps no ``step`` count, so its step is not compared (the CLI notices that by itself).
+Lion keeps no ``step`` count, so its step is not compared (``compare_step=None``, the default, compares it only
+where the optimizer keeps ``state[p]["step"]``). Had the torch side named its buffer differently, ``state={"m":
+"exp_avg"}`` would map our field to its key; any failure is one ``Mismatch`` whose message ends with the failing
+case (hyperparameters, shapes, values).
 """
 
 from __future__ import annotations

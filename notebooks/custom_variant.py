@@ -32,6 +32,7 @@
 # `tests/test_custom_variant.py`).
 
 # %%
+import math
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -39,12 +40,12 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from nbtools import adam, agreement, random_grads, run, run_torch, trajectories
 
 from holocron_torch import optim
 from holocron_torch.optim.adabelief import adabelief as adabelief_kernel
-from holocron_torch.testing import Mismatch, verify
-from reference import adabelief
+from holocron_torch.study import adam, agreement, random_grads, run, run_torch, trajectories
+from holocron_torch.testing import Case, Mismatch, run_case, strategies, variants, verify
+from reference import RULES, adabelief, tadam
 
 # a quick, reproducible Hypothesis profile for a notebook: no example database written to disk, and no
 # "explain" phase (it traces the code under test, which is slow)
@@ -204,3 +205,52 @@ fig = trajectories(
     styles={f"AdaBeliefW, torch (α = {LR}, λ = {WD})": {"ls": "--", "color": "k", "lw": 1}},
 )
 plt.show()
+
+# %% [markdown]
+# ## Someone else's optimizer, in a few lines
+#
+# The same harness verifies an optimizer nobody wrote for it, against one of *our* rules, without retyping the rule:
+# map our state fields to its keys (`state={"m": "exp_avg", ...}`, or `read_state=` where it stores a transform),
+# and compose its conventions onto our rule with `holocron_torch.testing.variants`. Here the third party is
+# torch.optim itself. Our TAdam with $\nu = \infty$ (`dof=inf`) is exactly Adam with coupled L2 ($w_t = 1$, so $m_t$
+# is the plain $\beta_1$-EMA), so `torch.optim.Adam` must equal it; `torch.optim.AdamW` must equal it with the decay
+# moved out of the gradient (`variants.decay(..., "decoupled")`: $\theta_t = \theta'_t - \alpha\lambda\theta_{t-1}$).
+
+# %%
+adam_rule = variants.fixed(tadam, dof=math.inf)  # TAdam at ν = ∞: Adam
+TORCH_KEYS = {"m": "exp_avg", "v": "exp_avg_sq"}  # our field -> torch.optim's state key
+HP = strategies.hyperparameters(RULES["tadam"], dof=math.inf, amsgrad=False)  # the registry's valid ranges
+
+verify(torch.optim.Adam, adam_rule, hyperparameters=HP, state=TORCH_KEYS, max_steps=5)
+verify(torch.optim.AdamW, variants.decay(adam_rule, "decoupled"), hyperparameters=HP, state=TORCH_KEYS, max_steps=5)
+print("torch.optim.Adam = our TAdam at ν = ∞; torch.optim.AdamW = the same with decoupled decay")
+
+# %% [markdown]
+# Without the variant, AdamW is not our rule, and the `Mismatch` says where (here on one fixed case, `run_case`,
+# the single scenario `verify` draws many of):
+
+# %%
+params, grads = random_grads([(3,), (2, 3)], steps=2, seed=0)
+case = Case(params=params, grads=grads, groups=[([0, 1], {"lr": 0.05, "weight_decay": 0.1})])
+try:
+    run_case(torch.optim.AdamW, adam_rule, case, state=TORCH_KEYS)
+except Mismatch as error:
+    print(str(error).splitlines()[0])
+
+# %% [markdown]
+# The libraries' own implementations of our rules (timm, pytorch_optimizer, torch-optimizer, heavyball and the
+# authors' packages) are verified the same way by `make audit` (tools/audit.py), which installs them as audit-only
+# dependencies; its matrix, with each peer's conventions and deviations, is `docs/conformance.md`. One row of it, as
+# you would write it:
+#
+# ```python
+# import pytorch_optimizer
+# from reference import adabelief
+#
+# verify(
+#     pytorch_optimizer.AdaBelief,  # decoupled (AdamW-style) weight decay by default
+#     variants.decay(adabelief, "decoupled"),
+#     hyperparameters=strategies.hyperparameters(RULES["adabelief"], amsgrad=False),
+#     state={"m": "exp_avg", "s": "exp_avg_var"},
+# )
+# ```
