@@ -21,7 +21,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,6 @@ PROG = "holocron-optim"
 #: optimizers from torch.optim that ``compare`` accepts besides the registry's, as baselines
 BASELINES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 DATASETS = ("digits", "breast_cancer")
-#: alternated so that curves that coincide (e.g. LAMB and RaLars after warm-up) both stay visible
-_LINESTYLES = ("-", "--", "-.", ":")
 
 
 class UsageError(Exception):
@@ -125,14 +122,6 @@ def _out_dir(path: str) -> Path:
     return out
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_fmt(v) for v in value) + ")"
-    return repr(value)
-
-
 # ---- hyperparameters per optimizer ----------------------------------------------------------------------
 def _label(name: str) -> str:
     """How an optimizer name reads in tables and legends: the class name(s)."""
@@ -213,11 +202,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(("\n" if i else "") + f"{rule.name}: holocron_torch.optim.{rule.cls} ({kind}; {rule.paper})")
         print(f"  state: {state}")
         width = max(len(h.name) for h in rule.hypers)
-        dwidth = max([len("default")] + [len(_fmt(h.default)) for h in rule.hypers])
+        dwidth = max([len("default")] + [len(h.default_text()) for h in rule.hypers])
         rwidth = max([len("valid range")] + [len(h.range_text()) for h in rule.hypers])
         print(f"  {'':<{width}}  {'default':<{dwidth}}  {'valid range':<{rwidth}}  meaning")
         for h in rule.hypers:
-            print(f"  {h.name:<{width}}  {_fmt(h.default):<{dwidth}}  {h.range_text():<{rwidth}}  {h.doc}")
+            print(f"  {h.name:<{width}}  {h.default_text():<{dwidth}}  {h.range_text():<{rwidth}}  {h.doc}")
     if any(RULES[n].wrapper for n in wanted):
         base = next(iter(BASE_RULES))
         print(
@@ -228,121 +217,32 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 # ---- compare ----------------------------------------------------------------------------------------------
-def _dataset(name: str, seed: int) -> dict[str, Any]:
-    """The data set, split 75/25 (stratified, fixed seed) and standardised with the training split's statistics."""
-    datasets = _need("sklearn.datasets")
-    selection = _need("sklearn.model_selection")
-    import numpy as np
-    import torch
-
-    bunch = getattr(datasets, f"load_{name}")()
-    x_train, x_test, y_train, y_test = selection.train_test_split(
-        bunch.data, bunch.target, test_size=0.25, random_state=seed, stratify=bunch.target
-    )
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std[std == 0] = 1.0  # digits has pixels that are always 0
-
-    def tensor(x: Any, dtype: torch.dtype) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x), dtype=dtype)
-
-    return {
-        "x_train": tensor((x_train - mean) / std, torch.float32),
-        "y_train": tensor(y_train, torch.long),
-        "x_test": tensor((x_test - mean) / std, torch.float32),
-        "y_test": tensor(y_test, torch.long),
-        "classes": len(bunch.target_names),
-        "features": bunch.data.shape[1],
-    }
-
-
 def _train(
     name: str, hp: dict[str, Any], data: dict[str, Any], args: argparse.Namespace, steps: int, width: int
 ) -> list[tuple]:
-    """One run: (step, loss, accuracy, seconds) after every step."""
+    """One run (holocron_torch.study.train_mlp): (step, loss, accuracy, seconds) after every step."""
     import torch
-    from torch.nn.functional import cross_entropy
 
     from holocron_torch.optim import create, weight_decay_groups
+    from holocron_torch.study import train_mlp
 
-    tqdm = _need("tqdm").tqdm
-    torch.manual_seed(args.seed)  # the same initial weights for every optimizer
-    model = torch.nn.Sequential(
-        torch.nn.Linear(data["features"], args.hidden), torch.nn.ReLU(), torch.nn.Linear(args.hidden, data["classes"])
+    def make(model: torch.nn.Module) -> torch.optim.Optimizer:
+        if name in BASELINES:  # the same param groups as create() makes: no decay on biases
+            rest = {k: v for k, v in hp.items() if k != "weight_decay"}
+            groups = weight_decay_groups(model, hp["weight_decay"]) if hp.get("weight_decay") else model.parameters()
+            return getattr(torch.optim, BASELINES[name])(groups, **rest)
+        return create(name, model, **hp)
+
+    return train_mlp(
+        make,
+        data,
+        steps=steps,
+        seed=args.seed,
+        hidden=args.hidden,
+        batch_size=args.batch_size,
+        label=f"{name:<{width}}",
+        progress=not args.no_progress,
     )
-    if name in BASELINES:  # the same param groups as create() makes: no decay on biases
-        rest = {k: v for k, v in hp.items() if k != "weight_decay"}
-        groups = weight_decay_groups(model, hp["weight_decay"]) if hp.get("weight_decay") else model.parameters()
-        opt = getattr(torch.optim, BASELINES[name])(groups, **rest)
-    else:
-        opt = create(name, model, **hp)
-    x, y = data["x_train"], data["y_train"]
-    n = len(y)
-    batch = args.batch_size or n
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))
-    cursor, seconds, rows = 0, 0.0, []
-    bar = tqdm(range(1, steps + 1), desc=f"{name:<{width}}", unit="step", disable=args.no_progress, file=sys.stderr)
-    for step in bar:
-        if cursor + batch > n:  # a new epoch: a new order (the same for every optimizer)
-            order, cursor = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed + step)), 0
-        idx = order[cursor : cursor + batch]
-        cursor += batch
-        start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-        seconds += time.perf_counter() - start
-        with torch.no_grad():
-            loss = cross_entropy(model(x).double(), y).item()  # float64: a tiny loss stays > 0 on the log axis
-            accuracy = (model(data["x_test"]).argmax(dim=1) == data["y_test"]).double().mean().item()
-        rows.append((step, loss, accuracy, seconds))
-        bar.set_postfix(loss=f"{loss:.3g}", acc=f"{accuracy:.3f}", refresh=False)
-    bar.close()
-    return rows
-
-
-def _tidy_axes(ax: Any, values: Any, *, integer_x: bool = True) -> None:
-    """Integer step ticks; on a log axis spanning less than a decade, plain numbers instead of m×10^e."""
-    import numpy as np
-
-    ticker = _need("matplotlib.ticker")
-    if integer_x:
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    if ax.get_yscale() == "log" and v.size and v.max() < 10 * v.min():
-        plain = ticker.FuncFormatter(lambda y, _: f"{y:.3g}")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-
-
-def _plot_compare(path: Path, runs: dict[str, list[tuple]], settings: dict, title: str) -> None:
-    figure = _need("matplotlib.figure")
-    fig = figure.Figure(figsize=(12, 4.8), layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    for i, (name, rows) in enumerate(runs.items()):
-        steps = [r[0] for r in rows]
-        label = f"{name} (lr {settings[name]['lr']:g})"
-        style = dict(label=label, linewidth=1.5, color=f"C{i % 10}", linestyle=_LINESTYLES[i % len(_LINESTYLES)])
-        loss_ax.plot(steps, [r[1] for r in rows], **style)
-        acc_ax.plot(steps, [100 * r[2] for r in rows], **style)
-    loss_ax.set_yscale("log")
-    loss_ax.set_xlabel("step")
-    loss_ax.set_ylabel("training loss (cross-entropy, log scale)")
-    loss_ax.set_title("training loss")
-    acc_ax.set_xlabel("step")
-    acc_ax.set_ylabel("held-out accuracy (%)")
-    acc_ax.set_title("held-out accuracy (25% of the data)")
-    # zoomed on the end of the runs (where they differ), with every run's last accuracy in view
-    worst_final = min((100 * rows[-1][2] for rows in runs.values()), default=0.0)
-    acc_ax.set_ylim(max(0.0, min(worst_final - 10.0, 70.0)), 100.5)
-    _tidy_axes(loss_ax, [r[1] for rows in runs.values() for r in rows])
-    _tidy_axes(acc_ax, [])
-    for ax in (loss_ax, acc_ax):
-        ax.grid(True, which="major", alpha=0.3)
-    loss_ax.grid(True, which="minor", alpha=0.1)
-    acc_ax.legend(loc="best", fontsize="small")
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -350,9 +250,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     _resolve_names(names, baselines=True)
     settings = _settings(names, args.lr or [], args.hp or [], args.default_lr)
     out = _out_dir(args.out)
+    for module in ("sklearn", "tqdm", "matplotlib"):
+        _need(module)
     import torch
 
-    data = _dataset(args.dataset, args.seed)
+    from holocron_torch.study import compare_figure, load_dataset
+
+    data = load_dataset(args.dataset, args.seed)
     n_train = len(data["y_train"])
     if args.batch_size and args.batch_size > n_train:
         raise UsageError(f"--batch-size {args.batch_size} is larger than the training split ({n_train} samples)")
@@ -375,7 +279,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"{args.dataset} ({n_train} training samples, {len(data['y_test'])} held out): {model}, {mode}, "
         f"{length}, seed {args.seed}"
     )
-    _plot_compare(png, runs, settings, title)
+    compare_figure(runs, {n: settings[n]["lr"] for n in runs}, title).savefig(png, dpi=110)
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["optimizer", "step", "loss", "accuracy", "seconds"])
@@ -429,147 +333,31 @@ def _jsonable(value: Any) -> Any:
 
 
 # ---- trajectories -----------------------------------------------------------------------------------------
-def _beale(x: Any) -> Any:
-    a, b = x[0], x[1]
-    return (1.5 - a + a * b) ** 2 + (2.25 - a + a * b**2) ** 2 + (2.625 - a + a * b**3) ** 2
-
-
-def _beale_der(x: Any) -> Any:
-    import numpy as np
-
-    a, b = x[0], x[1]
-    t1, t2, t3 = 1.5 - a + a * b, 2.25 - a + a * b**2, 2.625 - a + a * b**3
-    da = 2 * t1 * (b - 1) + 2 * t2 * (b**2 - 1) + 2 * t3 * (b**3 - 1)
-    db = 2 * t1 * a + 2 * t2 * 2 * a * b + 2 * t3 * 3 * a * b**2
-    return np.array([da, db])
-
-
-def _bowl(x: Any) -> Any:
-    return 0.5 * x[0] ** 2 + 5.0 * x[1] ** 2
-
-
-def _bowl_der(x: Any) -> Any:
-    import numpy as np
-
-    return np.array([x[0], 10.0 * x[1]])
-
-
-def _functions() -> dict[str, dict[str, Any]]:
-    """The 2-d test functions: f, its gradient, the minimum, a default start and the plotted box."""
-    from scipy.optimize import rosen, rosen_der
-
-    return {
-        "rosen": dict(
-            f=rosen,
-            grad=rosen_der,
-            title="Rosenbrock (scipy.optimize.rosen)",
-            minimum=(1.0, 1.0),
-            start=(-1.5, 2.0),
-            box=((-2.0, 2.0), (-1.0, 3.0)),
-        ),
-        "beale": dict(
-            f=_beale,
-            grad=_beale_der,
-            title="Beale",
-            minimum=(3.0, 0.5),
-            start=(1.0, 1.5),
-            box=((-1.0, 4.0), (-1.5, 2.0)),
-        ),
-        "bowl": dict(
-            f=_bowl,
-            grad=_bowl_der,
-            title="quadratic bowl 0.5 x² + 5 y² (condition number 10)",
-            minimum=(0.0, 0.0),
-            start=(-3.0, 1.5),
-            box=((-3.5, 1.5), (-2.0, 2.0)),
-        ),
-    }
-
-
-def _path(name: str, hp: dict[str, Any], fn: dict[str, Any], start: Any, steps: int) -> Any:
-    """The iterates θ_0..θ_T of the NumPy reference rule ``name`` (stops early if they leave the finite)."""
-    import numpy as np
-
-    from holocron_torch.optim.factory import resolve, split_hyperparameters
-
-    base, wrapper = resolve(name)
-    base_hp, wrapper_hp = split_hyperparameters(name, hp)
-    params = [np.array(start, dtype=np.float64)]
-    if wrapper is None:
-        state = base.module.init(params, **base_hp)
-
-        def step(params: Any, grads: Any, state: Any) -> Any:
-            return base.module.step(params, grads, state, **base_hp)
-    else:
-        state = wrapper.module.init(params, base.module, base_hp, **wrapper_hp)
-
-        def step(params: Any, grads: Any, state: Any) -> Any:
-            return wrapper.module.step(params, grads, state, base.module, base_hp, **wrapper_hp)
-
-    points = [params[0].copy()]
-    for _ in range(steps):
-        params, state = step(params, [fn["grad"](params[0])], state)
-        if not np.all(np.isfinite(params[0])):
-            break
-        points.append(np.array(params[0], dtype=np.float64))
-    return np.array(points)
-
-
 def _cmd_trajectories(args: argparse.Namespace) -> int:
     import numpy as np
+
+    from holocron_torch.study import FUNCTIONS, path, trajectory_figure
 
     names = _names(args.optimizers) if args.optimizers else list(BASE_RULES)
     _resolve_names(names, baselines=False)
     settings = _settings(names, args.lr or [], args.hp or [], args.default_lr)
     out = _out_dir(args.out)
-    fn = _functions()[args.function]
-    start = fn["start"] if args.start is None else args.start
-    paths = {name: _path(name, settings[name], fn, start, args.steps) for name in names}
-
-    figure = _need("matplotlib.figure")
-    colors = _need("matplotlib.colors")
-    fig = figure.Figure(figsize=(13, 5.2), layout="constrained")
-    ax, curve = fig.subplots(1, 2, width_ratios=(1.25, 1))
-    (x0, x1), (y0, y1) = fn["box"]
-    xs, ys = np.meshgrid(np.linspace(x0, x1, 400), np.linspace(y0, y1, 400))
-    zs = fn["f"](np.stack([xs, ys]))
-    f_min = fn["f"](np.array(fn["minimum"]))
-    gap = zs - f_min
-    low = max(float(np.min(gap[gap > 0])), float(np.max(gap)) * 1e-6)
-    levels = np.logspace(np.log10(low), np.log10(float(np.max(gap))), 24)
-    ax.contourf(xs, ys, gap, levels=levels, norm=colors.LogNorm(), cmap="Blues_r", alpha=0.3, extend="both")
-    ax.contour(xs, ys, gap, levels=levels, norm=colors.LogNorm(), colors="0.6", linewidths=0.4)
-    for i, (name, pts) in enumerate(paths.items()):
-        style = dict(color=f"C{i % 10}", linestyle=_LINESTYLES[i % len(_LINESTYLES)], linewidth=1.5, label=name)
-        ax.plot(pts[:, 0], pts[:, 1], **style)
-        ax.plot(pts[-1, 0], pts[-1, 1], "o", color=style["color"], markersize=6, markeredgecolor="k", zorder=4)
-        values = np.maximum([fn["f"](p) - f_min for p in pts], 1e-300)
-        curve.plot(np.arange(len(pts)), values, **style)
-    ax.plot(*start, "o", color="k", markersize=8, label=f"start {tuple(float(s) for s in start)}", zorder=5)
-    ax.plot(*fn["minimum"], "*", color="gold", markersize=16, markeredgecolor="k", label="minimum", zorder=5)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(r"paths (contours: log-spaced levels of $f - f^*$; dot: last iterate)", fontsize="medium")
-    ax.legend(loc="best", fontsize="small", framealpha=0.9)
-    curve.set_yscale("log")
-    curve.set_xlabel("step")
-    curve.set_ylabel(r"$f(\theta_t) - f^*$ (log scale)")
-    curve.set_title("gap to the minimum value", fontsize="medium")
-    curve.grid(True, alpha=0.3)
-    _tidy_axes(curve, [fn["f"](p) - f_min for pts in paths.values() for p in pts])
+    _need("matplotlib")
+    problem = FUNCTIONS[args.function]
+    start = tuple(float(s) for s in (problem.start if args.start is None else args.start))
+    paths = {name: path(name, problem, args.steps, start=start, **settings[name]) for name in names}
     lrs = sorted({settings[n]["lr"] for n in names})
     lr_text = f"lr {lrs[0]:g}" if len(lrs) == 1 else "lr per optimizer"
-    fig.suptitle(f"{fn['title']}: {args.steps} steps of the NumPy reference rules from {tuple(start)}, {lr_text}")
+    title = f"{problem.name}: {args.steps} steps of the NumPy reference rules from {start}, {lr_text}"
     png = out / f"trajectories-{args.function}.png"
-    fig.savefig(png, dpi=110)
+    trajectory_figure(problem, paths, title).savefig(png, dpi=110)
 
+    f_min = problem.f(problem.minimum)
     width = max(len(n) for n in names + ["optimizer"])
     print(f"{'optimizer':<{width}}  {'lr':>8}  {'f(θ_T) - f*':>12}  {'|θ_T - θ*|':>11}  {'steps':>6}")
     for name, pts in paths.items():
-        gap_t = fn["f"](pts[-1]) - f_min
-        dist = float(np.linalg.norm(pts[-1] - np.array(fn["minimum"])))
+        gap_t = problem.f(pts[-1]) - f_min
+        dist = float(np.linalg.norm(pts[-1] - problem.minimum))
         diverged = "" if len(pts) == args.steps + 1 else "  (left the finite numbers)"
         print(
             f"{name:<{width}}  {settings[name]['lr']:>8g}  {gap_t:>12.3e}  {dist:>11.3e}  {len(pts) - 1:>6d}{diverged}"
@@ -587,7 +375,33 @@ def _point(text: str) -> tuple[float, float]:
 
 
 # ---- verify -----------------------------------------------------------------------------------------------
-def _import(spec: str, what: str, *, module_ok: bool = False) -> Any:
+def _import_skipping_init(module_name: str) -> Any:
+    """Import ``a.b.c`` without executing ``a/__init__.py`` or ``a/b/__init__.py`` (each parent package not yet
+    imported is registered as an empty package over its folder): for a module whose package ``__init__`` pulls a
+    dependency that cannot load (timm's imports torchvision; its optimizer modules need only torch)."""
+    import importlib.util
+    import types
+
+    parts = module_name.split(".")
+    for i in range(1, len(parts)):
+        name = ".".join(parts[:i])
+        if name in sys.modules:
+            continue
+        parent = sys.modules.get(".".join(parts[: i - 1])) if i > 1 else None
+        if i == 1:
+            spec = importlib.util.find_spec(name)
+            paths = list(spec.submodule_search_locations or []) if spec else []
+        else:
+            paths = [os.path.join(p, parts[i - 1]) for p in getattr(parent, "__path__", [])]
+        if not paths:
+            raise ModuleNotFoundError(f"no package {name!r}")
+        stub = types.ModuleType(name)
+        stub.__path__ = paths  # type: ignore[attr-defined]
+        sys.modules[name] = stub
+    return importlib.import_module(module_name)
+
+
+def _import(spec: str, what: str, *, module_ok: bool = False, skip_init: bool = False) -> Any:
     """``MODULE:NAME`` imported from the current folder or sys.path (``MODULE`` alone too, if ``module_ok``)."""
     module_name, sep, attr = spec.partition(":")
     if not module_name or (sep and not attr) or (not sep and not module_ok):
@@ -596,9 +410,10 @@ def _import(spec: str, what: str, *, module_ok: bool = False) -> Any:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = _import_skipping_init(module_name) if skip_init else importlib.import_module(module_name)
     except Exception as e:  # an ImportError, or whatever the user's module raises on import
-        raise UsageError(f"cannot import {module_name!r} for {what}: {type(e).__name__}: {e}") from None
+        hint = "" if skip_init or "." not in module_name else " (--skip-init imports it without its packages' __init__)"
+        raise UsageError(f"cannot import {module_name!r} for {what}: {type(e).__name__}: {e}{hint}") from None
     obj = module
     for part in attr.split(".") if attr else []:
         if not hasattr(obj, part):
@@ -633,6 +448,23 @@ def _hyper_spec(text: str) -> tuple[str, list[tuple[float, float] | tuple[Any]]]
     return name.strip(), parts
 
 
+def _state_spec(text: str) -> list[tuple[str, str]]:
+    """``m,v`` (the same names on both sides) or ``m=exp_avg,v=exp_avg_sq`` (reference field = optimizer key)."""
+    out: list[tuple[str, str]] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        field, sep, key = (x.strip() for x in part.partition("="))
+        if not field.isidentifier() or (sep and not key):
+            raise argparse.ArgumentTypeError(
+                f"expected NAME or FIELD=KEY (comma-separated, e.g. m=exp_avg,v=exp_avg_sq), got {text!r}"
+            )
+        out.append((field, key if sep else field))
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected NAME or FIELD=KEY, got {text!r}")
+    return out
+
+
 def _strategy(parts: list[tuple[float, float] | tuple[Any]]) -> Any:
     from hypothesis import strategies as st
 
@@ -645,13 +477,23 @@ def _describe(parts: list[tuple[float, float] | tuple[Any]]) -> str:
     return text[0] if len(text) == 1 else "(" + ", ".join(text) + ")"
 
 
-def _keeps_step(build: Callable[..., Any]) -> bool:
-    """Whether the optimizer keeps ``state[p]["step"]`` (probed with one step on a small tensor, defaults)."""
+def _keeps_step(build: Callable[..., Any], target: str) -> bool:
+    """Whether the optimizer keeps ``state[p]["step"]`` (probed with one step on a small tensor, defaults).
+
+    A target that cannot be built from a list of param-group dicts, or builds something without ``step()``, is a
+    usage error; anything the built optimizer's step raises is left to verify to report."""
     import torch
 
+    p = torch.ones(3, dtype=torch.float64, requires_grad=True)
     try:
-        p = torch.ones(3, dtype=torch.float64, requires_grad=True)
         opt = build([{"params": [p]}])
+    except Exception as e:
+        raise UsageError(
+            f"OPTIMIZER {target!r} cannot be built from a list of param groups: {type(e).__name__}: {e}"
+        ) from None
+    if not callable(getattr(opt, "step", None)) or not hasattr(opt, "state"):
+        raise UsageError(f"OPTIMIZER {target!r} built a {type(opt).__name__}, not an optimizer (no step()/state)")
+    try:
         p.grad = torch.full_like(p, 0.5)
         opt.step()
         return "step" in opt.state[p]
@@ -666,16 +508,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     from holocron_torch.testing import verify
 
-    build = _import(args.optimizer, "OPTIMIZER")
-    reference = _import(args.reference, "REFERENCE", module_ok=True)
+    build = _import(args.optimizer, "OPTIMIZER", skip_init=args.skip_init)
+    reference = _import(args.reference, "REFERENCE", module_ok=True, skip_init=args.skip_init)
     if not callable(build):
         raise UsageError(f"OPTIMIZER {args.optimizer!r} is not a class or callable")
     if not (callable(getattr(reference, "init", None)) and callable(getattr(reference, "step", None))):
         raise UsageError(f"REFERENCE {args.reference!r} needs init() and step() (a module or an object)")
     specs = dict(args.hyper or [("lr", [(1e-4, 0.1)])])
     hypers = {name: _strategy(parts) for name, parts in specs.items()}
-    state = tuple(dict.fromkeys(n.strip() for v in args.state or [] for n in v.split(",") if n.strip()))
-    compare_step = not args.no_step and _keeps_step(build)
+    state = dict(pair for spec in args.state or [] for pair in spec)  # reference field -> optimizer key
+    compare_step = not args.no_step and _keeps_step(build, args.optimizer)
     settings = hypothesis.settings
     previous = settings.get_current_profile_name()
     settings.register_profile(
@@ -689,7 +531,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     )
     described = ", ".join(f"{k} in {_describe(parts)}" for k, parts in specs.items())
     step_text = "" if compare_step else " (no step count: not compared)"
-    print(f"verifying {args.optimizer} against {args.reference}: state {list(state)}{step_text}; {described}")
+    shown = [f if k == f else f"{f}={k}" for f, k in state.items()]
+    print(f"verifying {args.optimizer} against {args.reference}: state {shown}{step_text}; {described}")
     settings.load_profile("holocron-optim verify")
     try:
         verify(
@@ -698,7 +541,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             hyperparameters=st.fixed_dictionaries(hypers),
             state=state,
             max_steps=args.max_steps,
-            compare_step=compare_step,
+            compare_step=None if compare_step else False,
+            check_grads=not args.no_grad_check,
         )
     except Exception as e:  # Mismatch (an AssertionError), or whatever the user's code raised
         kind = "mismatch" if isinstance(e, AssertionError) else f"error ({type(e).__name__})"
@@ -792,7 +636,12 @@ def _parser() -> argparse.ArgumentParser:
         "from one start and plot their paths over log-spaced contours, with f(θ_t) - f* per step beside it. "
         "Writes trajectories-<function>.png into --out, prints a table and, last, the path of the PNG.",
     )
-    p.add_argument("--function", choices=("rosen", "beale", "bowl"), default="rosen", help="default: rosen")
+    p.add_argument(
+        "--function",
+        choices=("rosen", "beale", "bowl", "quadratic"),
+        default="rosen",
+        help="default: rosen (the functions: holocron_torch.study.FUNCTIONS)",
+    )
     p.add_argument(
         "--optimizers",
         nargs="+",
@@ -821,7 +670,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="REFERENCE",
         help="MODULE:NAME or a MODULE with init/step, e.g. examples.lion:lion_reference or reference.lamb",
     )
-    p.add_argument("--state", action="append", metavar="NAMES", help="state buffers to compare, e.g. m,v")
+    p.add_argument(
+        "--state",
+        action="append",
+        type=_state_spec,
+        metavar="NAMES",
+        help="state buffers to compare: m,v (the same names on both sides) or m=exp_avg,v=exp_avg_sq (reference "
+        "field=optimizer state key); a key the optimizer lacks fails with the keys it has",
+    )
     p.add_argument(
         "--hyper",
         action="append",
@@ -833,6 +689,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-examples", type=_positive, default=100, help="scenarios to draw (default 100)")
     p.add_argument("--max-steps", type=_positive, default=20, help="longest run drawn (default 20)")
     p.add_argument("--no-step", action="store_true", help="never compare the step count")
+    p.add_argument(
+        "--no-grad-check",
+        action="store_true",
+        help="let the optimizer change or free p.grad (e.g. coupled weight decay added into it in place)",
+    )
+    p.add_argument(
+        "--skip-init",
+        action="store_true",
+        help="import MODULE without running its packages' __init__.py (e.g. timm.optim.lamb:Lamb, whose package "
+        "imports torchvision)",
+    )
     p.add_argument("--random", action="store_true", help="draw new scenarios each run (default: reproducible)")
     p.set_defaults(run=_cmd_verify)
     return parser

@@ -44,9 +44,9 @@ from itertools import pairwise
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from nbtools import adam, agreement, describe, random_grads, run, trace, trajectories, unroll, unroll_torch
 
 from holocron_torch import optim
+from holocron_torch.study import adam, agreement, describe, random_grads, run, trace, trajectories, unroll, unroll_torch
 from reference import RULES
 
 rule = RULES["adabelief"]

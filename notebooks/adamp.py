@@ -28,7 +28,8 @@
 # v^{\max}_t &= \max(v^{\max}_{t-1}, v_t) \qquad \text{(amsgrad only; holocron's extension)} \\
 # D_t &= \frac{\sqrt{v_t}}{\sqrt{1 - \beta_2^t}} + \epsilon \qquad (\sqrt{v^{\max}_t} \text{ with amsgrad}) \\
 # p_t &= m_t / D_t \qquad \text{(nesterov: } (\beta_1 m_t + (1 - \beta_1) g_t) / D_t) \\
-# &\text{for a tensor with} \ge 2 \text{ dims, try the views (a) rows = output channels, (b) the whole tensor:} \\
+# &\text{for a tensor with} \ge 2 \text{ dims, try two views in turn: (a) rows = output channels,} \\
+# &\text{(b) the whole tensor as one row:} \\
 # &\quad c_i = \lvert\cos(g_i, \theta_{t-1,i})\rvert \text{ per row } i; \text{ if } \max_i c_i <
 #   \delta / \sqrt{\text{row length}}: \\
 # &\quad\quad n_i = \frac{\theta_{t-1,i}}{\lVert\theta_{t-1,i}\rVert + \epsilon}, \quad
@@ -52,9 +53,9 @@ import inspect
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from nbtools import PROBLEMS, adam, agreement, describe, random_grads, run, trace, trajectories
 
 from holocron_torch import optim
+from holocron_torch.study import PROBLEMS, adam, agreement, describe, random_grads, run, trace, trajectories
 from reference import RULES
 from reference.adamp import cosine, views
 

@@ -53,9 +53,9 @@ import inspect
 
 import matplotlib.pyplot as plt
 import numpy as np
-from nbtools import ROSENBROCK, adam, agreement, describe, random_grads, run, trace, trajectories
 
 from holocron_torch import optim
+from holocron_torch.study import ROSENBROCK, adam, agreement, describe, random_grads, run, trace, trajectories
 from reference import RULES
 from reference.ademamix import alpha_t, beta3_t
 

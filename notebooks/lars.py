@@ -47,7 +47,9 @@ import inspect
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from nbtools import (
+
+from holocron_torch import optim
+from holocron_torch.study import (
     adam,
     agreement,
     describe,
@@ -60,8 +62,6 @@ from nbtools import (
     unroll,
     unroll_torch,
 )
-
-from holocron_torch import optim
 from reference import RULES
 
 rule = RULES["lars"]

@@ -41,7 +41,9 @@ import inspect
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from nbtools import (
+
+from holocron_torch import optim
+from holocron_torch.study import (
     PROBLEMS,
     QUADRATIC,
     adam,
@@ -56,8 +58,6 @@ from nbtools import (
     trajectories,
     wrapper_rule,
 )
-
-from holocron_torch import optim
 from reference import RULES
 
 rule = RULES["lookahead"]
@@ -68,7 +68,8 @@ describe(rule)
 # ## The reference, one line per equation
 #
 # A wrapper's reference takes the base rule's module and hyperparameters; `holocron_torch.testing.wrapped` turns
-# the pair into a single rule with one hyperparameter dict (`nbtools.wrapper_rule` builds it from the registry).
+# the pair into a single rule with one hyperparameter dict (`holocron_torch.study.wrapper_rule` builds it from
+# the registry).
 
 # %%
 print(inspect.getsource(rule.module))

@@ -26,9 +26,9 @@
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
-from nbtools import ROSENBROCK, adam, plot_losses, plot_paths, run, wrapper_rule
 
 from holocron_torch import optim
+from holocron_torch.study import ROSENBROCK, adam, plot_losses, plot_paths, run, wrapper_rule
 from reference import RULES
 
 # %% [markdown]

@@ -54,9 +54,9 @@ from itertools import pairwise
 
 import matplotlib.pyplot as plt
 import numpy as np
-from nbtools import adam, agreement, describe, random_grads, run, trace, trajectories, unroll
 
 from holocron_torch import optim
+from holocron_torch.study import adam, agreement, describe, random_grads, run, trace, trajectories, unroll
 from reference import RULES
 
 rule = RULES["ralars"]

@@ -24,7 +24,8 @@
 # $$
 # \begin{aligned}
 # &\phi_0 = \theta_0; \quad \text{each step: } \theta \leftarrow \text{base step}(\theta, g), \;
-#   n \leftarrow n + 1, \; \text{remember } \theta \quad (H = [\phi, \theta_1, \dots, \theta_k]) \\
+#   n \leftarrow n + 1, \\
+# &\quad \text{remember } \theta \quad (H = [\phi, \theta_1, \dots, \theta_k]) \\
 # &\text{if } n \bmod k = 0, \text{ for each tensor } j: \\
 # &\quad D = (\theta_1 - \phi,\; \theta_2 - \theta_1,\; \dots,\; \theta_k - \theta_{k-1})
 #   \qquad \text{(the } k \text{ fast steps, along time)} \\
@@ -54,9 +55,19 @@ import inspect
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from nbtools import PROBLEMS, adam, agreement, describe, random_grads, run_torch, trace, trajectories, wrapper_rule
 
 from holocron_torch import optim
+from holocron_torch.study import (
+    PROBLEMS,
+    adam,
+    agreement,
+    describe,
+    random_grads,
+    run_torch,
+    trace,
+    trajectories,
+    wrapper_rule,
+)
 from reference import RULES
 from reference.scout import coherence, sync_rate_for
 

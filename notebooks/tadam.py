@@ -50,7 +50,9 @@ import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
-from nbtools import (
+
+from holocron_torch import optim
+from holocron_torch.study import (
     QUADRATIC,
     adam,
     agreement,
@@ -62,8 +64,6 @@ from nbtools import (
     trace,
     trajectories,
 )
-
-from holocron_torch import optim
 from reference import RULES
 
 rule = RULES["tadam"]

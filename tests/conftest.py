@@ -18,6 +18,16 @@ import torch  # noqa: E402
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory: pytest.TempPathFactory):
+    """The documentation site, built once per session (executes the notebooks): see tests/_docs.py."""
+    pytest.importorskip("sphinx")
+    pytest.importorskip("myst_nb")
+    from tests._docs import build_site
+
+    return build_site(tmp_path_factory.mktemp("site"))
+
+
 @pytest.fixture(params=DEVICES)
 def device(request: pytest.FixtureRequest) -> str:
     """Tests that take ``device`` run on the CPU and, where one is present, on CUDA."""

@@ -1,12 +1,16 @@
 """The notebooks (notebooks/, jupytext percent files) run from the first cell to the last, and git keeps no outputs.
 
-Each notebook is read with jupytext and executed by nbclient in a ``python3`` kernel of the interpreter running
-the tests (ipykernel), from the notebooks folder, with matplotlib's Agg backend. A cell that raises fails the
-test with the cell's source and traceback. How to open and run them by hand: notebooks/README.md.
+They are executed once per test session, by the documentation build (the ``docs_site`` fixture, tests/_docs.py):
+docs/_ext/holocron_docs.py reads each with jupytext and executes it with nbclient in a ``python3`` kernel of the
+interpreter running the tests (ipykernel), from the notebooks folder, with matplotlib's inline backend, one kernel
+per notebook in parallel. Here each executed notebook is checked: every code cell ran, none raised (the failing
+cell's source and traceback are shown), and every cell that shows a figure has one. How to open and run them by
+hand: notebooks/README.md.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,10 +26,8 @@ pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-#: a percent-format notebook starts with jupytext's YAML header; other .py files there (nbtools.py) are helpers
+#: a percent-format notebook starts with jupytext's YAML header; other .py files there would be helpers
 HEADER = "# ---\n# jupyter:\n"
-#: seconds any one cell may take (a whole notebook takes a few seconds; see notebooks/README.md)
-CELL_TIMEOUT = 120
 EXTRA = ("overview", "custom_variant")
 
 
@@ -34,22 +36,25 @@ def notebooks() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.stem)
-def test_notebook_runs_every_cell(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MPLBACKEND", "Agg")  # inherited by the kernel: figures are drawn, never shown
-    nb = jupytext.read(path)
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-        shutdown_kernel="immediate",  # the work is done; a graceful shutdown only waits (~3 s per notebook)
-    )
-    client.execute()  # raises CellExecutionError (source and traceback of the failing cell)
+def test_notebook_runs_every_cell(path: Path, docs_site) -> None:
+    executed = docs_site.executed(path.stem)
+    assert executed is not None, f"the site build did not execute {path.name}:\n{docs_site.log[-3000:]}"
+    nb = nbformat.read(executed, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code, f"{path.name} has no code cells"
+    assert len(code) == sum(c.cell_type == "code" for c in jupytext.read(path).cells), "not the notebook's cells"
     assert all(cell.execution_count is not None for cell in code), f"{path.name}: a code cell did not run"
-    errors = [out for cell in code for out in cell.outputs if out.output_type == "error"]
-    assert not errors, errors
+    errors = [
+        f"cell:\n{cell.source}\n" + re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.traceback))
+        for cell in code
+        for out in cell.outputs
+        if out.output_type == "error"
+    ]
+    assert not errors, f"{path.name} raised:\n" + "\n".join(errors)
+    for cell in code:
+        if re.search(r"^\s*plt\.show\(\)", cell.source, re.MULTILINE):
+            images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
+            assert images, f"{path.name}: a cell that shows a figure has none:\n{cell.source}"
 
 
 def test_every_rule_has_its_notebook() -> None:
