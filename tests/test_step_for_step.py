@@ -97,3 +97,16 @@ def test_float32_matches_reference_within_documented_tolerance(name):
         max_steps=10,
         elements=F32_ELEMENTS,
     )
+
+
+@pytest.mark.parametrize("beta2", [0.0, 0.5, 0.6, 0.61])
+@pytest.mark.parametrize("mode", ["default", "device-scalars"])
+def test_ralars_with_no_rectified_phase_matches_reference(beta2, mode):
+    """β2 <= 0.6 gives ρ_∞ <= 4: ρ_t never exceeds 4, so the rectified direction is never taken, and its factor r_t,
+    whose formula divides by ρ_∞ - 4, must not be computed (at β2 = 0.6 the host path raised ZeroDivisionError)."""
+    rule = RULES["ralars"]
+    cls, kw = torch_class(rule), dict(MODES[mode])
+    if kw.pop("device_scalars", False):
+        cls = device_scalars(cls)
+    hp = st.sampled_from([0.0, 0.9]).flatmap(lambda b1: strategies.hyperparameters(rule, betas=(b1, beta2), eps=1e-8))
+    verify(lambda groups: cls(groups, **kw), rule.module, hyperparameters=hp, state=rule.state_fields)

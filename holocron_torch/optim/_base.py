@@ -466,8 +466,29 @@ def axpy_(ys: Tensors, xs: Tensors, a: Any, skip_zeros: bool = True) -> None:
     elif all(is_host(x) for x in a):
         for y, x, ai in zip(ys, xs, a):
             y.add_(x, alpha=ai)
+    elif ys[0].dtype != torch.float64:
+        torch._foreach_add_(ys, _split_scaled(xs, a))
     else:
         torch._foreach_add_(ys, scaled(xs, a))
+
+
+#: the exponents a factor of _split_scaled is kept within: powers of two inside float32's (and bfloat16's) range
+_SPLIT_EXP = 120
+
+
+def _split_scaled(xs: Tensors, a: Scalars) -> Tensors:
+    """New tensors a · x for device scalars (0-d float64 tensors) and x of a narrower dtype, without a branch on
+    values: as (x · f) · (a / f) with f = 2^round(log2|a| / 2) (clamped to 2^±120), so that neither factor leaves
+    the dtype's normal range where a alone would (a trust ratio of 1e40 from a subnormal gradient norm in float32,
+    or 1e-45), and neither product under- or overflows where a · x is representable; rounded twice instead of
+    once (where the dtype rounds a, as a 0-d operand of its own dtype, it rounds a / f, whose relative precision is
+    the same). NaN and inf in a or x propagate as in a · x (0 · inf is NaN)."""
+    tiny = torch.finfo(torch.float64).tiny
+    a = [torch.full((), ai, dtype=STEP_DTYPE, device=x.device) if is_host(ai) else ai for ai, x in zip(a, xs)]
+    f = [torch.exp2(torch.round(torch.log2(ai.abs().clamp_min(tiny)) / 2).clamp(-_SPLIT_EXP, _SPLIT_EXP)) for ai in a]
+    out = torch._foreach_mul(xs, f)
+    torch._foreach_mul_(out, [ai / fi for ai, fi in zip(a, f)])
+    return out
 
 
 def lerp_(xs: Tensors, ys: Tensors, w: Any) -> None:
@@ -489,7 +510,7 @@ def lerp_(xs: Tensors, ys: Tensors, w: Any) -> None:
 
 def addcdiv_(ys: Tensors, num: Tensors, den: Tensors, a: Any) -> None:
     """y ← y + a · num / den (a host scalar of 0 leaves y as it is): one fused pass for host scalars; for device
-    scalars num / den is scaled, then added."""
+    scalars num / den is scaled, then added (in float64 for a narrower dtype)."""
     ws, ys, num, den = _skip_zeros(_per_tensor(a, len(ys)), ys, num, den)
     if not ys:
         return
@@ -498,8 +519,10 @@ def addcdiv_(ys: Tensors, num: Tensors, den: Tensors, a: Any) -> None:
         torch._foreach_addcdiv_(ys, num, den, value=one)
     elif all(is_host(x) for x in ws):
         torch._foreach_addcdiv_(ys, num, den, list(ws))
-    else:
-        q = torch._foreach_div(num, den)
+    else:  # (a narrower dtype's num / den in float64: it may overflow the dtype where a · num / den does not,
+        # e.g. AdaBelief's m / √s of 1e39 in float32 with α = 0.1; no branch on values here)
+        wide = ys[0].dtype != torch.float64
+        q = torch._foreach_div([x.to(torch.float64) for x in num] if wide else num, den)
         torch._foreach_mul_(q, list(ws))
         torch._foreach_add_(ys, q)
 

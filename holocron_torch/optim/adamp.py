@@ -42,9 +42,12 @@ def _tangent(theta: Tensor, g: Tensor, dims: tuple[int, ...], delta: float, eps:
     which the projection reuses). Sums over dims
     rather than a reshape to 2-d: on a sharded DTensor a flattening reshape would gather the tensor, a sum over
     dims is an all-reduce of partial sums."""
-    t_norm = reduced(torch.linalg.vector_norm(theta, dim=dims, keepdim=True))
-    g_norm = reduced(torch.linalg.vector_norm(g, dim=dims, keepdim=True))
-    cos = reduced((g * theta).sum(dim=dims, keepdim=True)) / (g_norm.clamp_min(eps) * t_norm.clamp_min(eps))
+    # (the device-scalar path cannot branch on values: a narrower dtype's row norms and g · θ, which overflow it
+    # for weights near 1e30, are float64, and so is the projection's coefficient, see _projected)
+    acc = torch.float64
+    t_norm = reduced(torch.linalg.vector_norm(theta, dim=dims, keepdim=True, dtype=acc))
+    g_norm = reduced(torch.linalg.vector_norm(g, dim=dims, keepdim=True, dtype=acc))
+    cos = reduced((g.to(acc) * theta).sum(dim=dims, keepdim=True)) / (g_norm.clamp_min(eps) * t_norm.clamp_min(eps))
     threshold = delta / math.sqrt(math.prod([theta.shape[d] for d in dims]))
     # "no row reaches it" (nor is NaN): a count is 0, not an error, on a rank that holds no row of a sharded tensor
     return reduced((~(cos.abs() < threshold)).sum()) == 0, t_norm
@@ -61,9 +64,18 @@ def _host_stats(theta: Tensor, g: Tensor, dims: tuple[int, ...], eps: float) -> 
     return cos.abs().amax(), vn(t_norm), vn(g_norm), dot.sum(), t_norm
 
 
+def _fits(dtype: torch.dtype, ch_max: float, t_layer: float, g_layer: float, dot_layer: float) -> bool:
+    """Whether a tensor's cosine statistics, computed in ``dtype``, kept their values: finite, and ‖θ‖ small enough
+    that the projection's (‖θ_i‖ + ε)² does not overflow the dtype. (NaN statistics from non-finite inputs are
+    NaN in float64 too: recomputing them changes nothing.)"""
+    return math.isfinite(ch_max + t_layer + g_layer + dot_layer) and t_layer < math.sqrt(torch.finfo(dtype).max) / 4
+
+
 def _projected(theta: Tensor, p: Tensor, dims: tuple[int, ...], t_norm: Tensor, eps: float) -> Tensor:
-    """q_i = p_i - (n_i · p_i) n_i with n_i = θ_i / (‖θ_i‖ + ε), as p_i - ((θ_i · p_i) / (‖θ_i‖ + ε)²) θ_i."""
-    dot = reduced((theta * p).sum(dim=dims, keepdim=True))
+    """q_i = p_i - (n_i · p_i) n_i with n_i = θ_i / (‖θ_i‖ + ε), as p_i - ((θ_i · p_i) / (‖θ_i‖ + ε)²) θ_i, in the
+    dtype of the row norms ``t_norm`` (float64 on the device-scalar path: then q is float64)."""
+    acc = t_norm.dtype if isinstance(t_norm, Tensor) else theta.dtype
+    dot = reduced((theta.to(acc) * p).sum(dim=dims, keepdim=True))
     return torch.addcmul(p, theta, dot / (t_norm + eps) ** 2, value=-1)
 
 
@@ -104,11 +116,18 @@ def adamp(
         flat = iter(host_values([x for st in stats for x in st[:4]], step))
         chosen: list[int | None] = []
         norm_of_view: dict[int, Any] = {}  # the ‖θ_i‖ of the view chosen, for the projection
+        wide: set[int] = set()  # tensors whose statistics and projection are computed in float64
         for i, (th, vs) in enumerate(zip(params, views)):
             if not vs:
                 chosen.append(None)
                 continue
             ch_max, t_layer, g_layer, dot_layer = (next(flat) for _ in range(4))
+            if th.dtype != torch.float64 and not _fits(th.dtype, ch_max, t_layer, g_layer, dot_layer):
+                # a row norm, g · θ or (‖θ_i‖ + ε)² overflowed the dtype (float32/bfloat16 weights near 1e30):
+                # this tensor's statistics and projection in float64, as the reference (no cost on the others)
+                stats[i] = _host_stats(th.double(), grads[i].double(), vs[0], eps)
+                ch_max, t_layer, g_layer, dot_layer = (x.item() for x in stats[i][:4])
+                wide.add(i)
             cos_layer = abs(dot_layer) / (max(g_layer, eps) * max(t_layer, eps))
             ok = (ch_max < delta / math.sqrt(th[0].numel()), cos_layer < delta / math.sqrt(th.numel()))
             j = next((j for j in range(2) if ok[j]), None)
@@ -116,7 +135,13 @@ def adamp(
             if j is not None:
                 norm_of_view[i] = stats[i][4] if j == 0 else t_layer
         rs: list[Any] = [1.0 if j is None else wd_ratio for j in chosen]
-        qs = {i: _projected(params[i], num[i] / denom[i], views[i][chosen[i]], t, eps) for i, t in norm_of_view.items()}
+        qs = {}
+        for i, t in norm_of_view.items():
+            if i in wide:
+                p64 = num[i].double() / denom[i].double()
+                qs[i] = _projected(params[i].double(), p64, views[i][chosen[i]], t, eps).to(params[i].dtype)
+            else:
+                qs[i] = _projected(params[i], num[i] / denom[i], views[i][chosen[i]], t, eps)
     else:  # every view's projection, selected by a nested where: the first view that projects wins
         tangent = [[_tangent(th, g, dims, delta, eps) for dims in vs] for th, g, vs in zip(params, grads, views)]
         p_t = torch._foreach_div(num, denom)

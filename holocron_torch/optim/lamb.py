@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -18,13 +19,15 @@ from ._base import (
     clip_norm,
     ema_,
     ema_sq_,
+    is_host,
     norms,
+    reduced,
     scaled,
     sqrt,
     trust_ratio,
 )
 
-__all__ = ["LAMB", "lamb", "trust_update_", "DEFAULT_CLIP"]
+__all__ = ["LAMB", "lamb", "decay_term", "trust_update_", "DEFAULT_CLIP"]
 
 DEFAULT_CLIP = (0.0, 10.0)
 
@@ -47,18 +50,67 @@ def lamb(
     ema_(m, grads, beta1)  # m_t
     ema_sq_(v, grads, beta2)  # v_t
     # u_t = r_t + λ θ_{t-1}, r_t = m̂_t / (√v̂_t + ε)
-    u = scaled(params, weight_decay)
+    u = decay_term(params, weight_decay, step)
     bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
-    addcdiv_(u, m, adam_denom(v, bc2, eps), [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)])
-    trust_update_(params, u, step, lr=lr, scale_clip=scale_clip)  # θ_t = θ_{t-1} - α τ_t u_t
+    k = [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
+    addcdiv_(u, m, adam_denom(v, bc2, eps), k)
+
+    def wide(i: int) -> torch.Tensor:  # u_t in float64, for a tensor whose u_t overflowed its dtype
+        v64 = v[i].to(torch.float64)
+        return (
+            params[i]
+            .to(torch.float64)
+            .mul_(weight_decay)
+            .addcdiv_(m[i], v64.sqrt_().add_(eps * sqrt(bc2[i])), value=k[i])
+        )
+
+    trust_update_(params, u, step, lr=lr, scale_clip=scale_clip, wide=wide)  # θ_t = θ_{t-1} - α τ_t u_t
+
+
+def decay_term(params: Tensors, weight_decay: float, step: Scalars) -> Tensors:
+    """New tensors λ θ_{t-1}, into which u_t = a_t + λ θ_{t-1} is formed: in θ's dtype on the host path (where a
+    u_t that overflows is recomputed, see :func:`trust_update_`), in float64 on the device-scalar path for a
+    narrower dtype (no branch on values there: λ θ of float32 weights near 3e38 is not formed in float32)."""
+    if params and params[0].dtype != torch.float64 and not is_host(step[0]):
+        return scaled([p.to(torch.float64) for p in params], weight_decay)
+    return scaled(params, weight_decay)
 
 
 def trust_update_(
-    params: Tensors, u: Tensors, step: Scalars, *, lr: Any, scale_clip: tuple[float, float] | None
+    params: Tensors,
+    u: Tensors,
+    step: Scalars,
+    *,
+    lr: Any,
+    scale_clip: tuple[float, float] | None,
+    wide: Callable[[int], torch.Tensor] | None = None,
 ) -> None:
     """θ_t = θ_{t-1} - α τ_t u_t with τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖ (1 if either norm is 0): the last step of LAMB
-    and of RaLars."""
-    tau = trust_ratio(clip_norm(norms(params, step), scale_clip or DEFAULT_CLIP), norms(u, step), params)
+    and of RaLars.
+
+    u_t = a_t + λ θ_{t-1} overflows the dtype where λ θ does (λ >= 1, float32 weights near 3e38) although θ_t is
+    representable (α τ_t ‖u_t‖ = α φ <= 10 α). On the host path, a tensor whose ‖u_t‖ is not finite has its u_t
+    recomputed in float64 by ``wide(i)`` and its update applied there, rounded once into θ (only those tensors: no
+    cost on the others). Non-finite inputs stay non-finite in float64, so the non-finite policy is unchanged."""
+    phi = clip_norm(norms(params, step), scale_clip or DEFAULT_CLIP)
+    if u and u[0].dtype != params[0].dtype:  # u_t in float64 from a narrower dtype's values (device-scalar path,
+        # see decay_term): their squares neither underflow nor overflow float64, so torch's norm is exact enough
+        nu = [reduced(n) for n in torch._foreach_norm(u)]
+    else:
+        nu = norms(u, step)
+    redo = []
+    if wide is not None and params and params[0].dtype != torch.float64 and is_host(step[0]):
+        redo = [i for i, n in enumerate(nu) if not math.isfinite(n)]
+        for i in redo:
+            u64 = wide(i)
+            tau = trust_ratio([phi[i]], norms([u64], [step[i]]), [u64])[0]
+            params[i].copy_(params[i].to(torch.float64).add_(u64, alpha=-lr * tau))
+    if redo:
+        keep = [i for i in range(len(params)) if i not in set(redo)]
+        params, u, phi, nu = ([xs[i] for i in keep] for xs in (params, u, phi, nu))
+        if not params:
+            return
+    tau = trust_ratio(phi, nu, params)
     axpy_(params, u, [-lr * x for x in tau], skip_zeros=False)  # (τ_t = 0 must still turn an inf of u_t into NaN)
 
 

@@ -18,11 +18,10 @@ from ._base import (
     ema_,
     ema_sq_,
     relu,
-    scaled,
     sqrt,
     where,
 )
-from .lamb import trust_update_
+from .lamb import decay_term, trust_update_
 
 __all__ = ["RaLars", "ralars"]
 
@@ -48,16 +47,27 @@ def ralars(
     bc1, bc2 = bias_correction(beta1, step), bias_correction(beta2, step)
     rho_inf = 2 / (1 - beta2) - 1
     rho = [rho_inf - 2 * t * beta2**t / b for t, b in zip(step, bc2)]  # ρ_t
-    rect = [sqrt(relu((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r))) for r in rho]  # r_t
+    # r_t: needed only where ρ_t > 4, which never happens when ρ_∞ <= 4 (β2 <= 0.6; there its formula divides by 0)
+    rect = (
+        [sqrt(relu((r - 4) * (r - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * r))) for r in rho]
+        if rho_inf > 4
+        else [0.0] * len(rho)
+    )
     # a_t = r_t m̂/(√v̂+ε) if ρ_t > 4, else m̂/(√v̂+ε) (force_adaptive_momentum) or m̂; m̂/(√v̂+ε) = k m/(√v+ε√bc2)
     # with k = √bc2/bc1, so a_t = adaptive · m/(√v+ε√bc2) + plain · m with one of the two coefficients 0
     k = [sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
     adaptive = [where(r > 4, c * ki, ki if force_adaptive_momentum else 0.0) for r, c, ki in zip(rho, rect, k)]
     plain = [where(r > 4, 0.0, 0.0 if force_adaptive_momentum else 1 / b1) for r, b1 in zip(rho, bc1)]
-    u = scaled(params, weight_decay)  # u_t = a_t + λ θ_{t-1}
+    u = decay_term(params, weight_decay, step)  # u_t = a_t + λ θ_{t-1}
     addcdiv_(u, m, adam_denom(v, bc2, eps), adaptive)
     axpy_(u, m, plain)
-    trust_update_(params, u, step, lr=lr, scale_clip=scale_clip)  # θ_t = θ_{t-1} - α τ_t u_t
+
+    def wide(i: int) -> torch.Tensor:  # u_t in float64, for a tensor whose u_t overflowed its dtype (host path)
+        m64, v64 = m[i].to(torch.float64), v[i].to(torch.float64)
+        u64 = params[i].to(torch.float64).mul_(weight_decay).add_(m64, alpha=plain[i])
+        return u64.addcdiv_(m64, v64.sqrt_().add_(eps * sqrt(bc2[i])), value=adaptive[i])
+
+    trust_update_(params, u, step, lr=lr, scale_clip=scale_clip, wide=wide)  # θ_t = θ_{t-1} - α τ_t u_t
 
 
 class RaLars(RuleOptimizer):

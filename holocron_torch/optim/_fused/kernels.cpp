@@ -242,6 +242,12 @@ struct TrustAdam {  // the per-tensor scalars and the per-element math
     return (adaptive ? ad : mh) + lam * pi;               // u_t = a_t + λ θ_{t-1}
   }
   T u(int64_t i) const { return u(m[i], v[i], p[i]); }
+  // u_t in double, for a float tensor whose u_t overflowed T (λ θ_{t-1} beyond T's largest value, while θ_t is not)
+  double ud(int64_t i) const {
+    const double mh = double(m[i]) / double(bc1);
+    const double ad = double(r) * (mh / (std::sqrt(double(v[i])) / double(bc2) + double(ep)));
+    return (adaptive ? ad : mh) + double(lam) * double(p[i]);
+  }
 };
 
 // pass 1 over [b, e): the moments, in place, and (Σ θ_{t-1}², Σ u_t²). (Its own function, with the scalars in a
@@ -280,9 +286,22 @@ void trust_adam_one(const Tensor& P, const Tensor& G, const Tensor& M, const Ten
   });
   // τ_t = φ(‖θ_{t-1}‖) / ‖u_t‖    (τ_t = 1 if either norm is 0)
   const double pn = norm<T>(s[0], n, [&](int64_t i) { return p[i]; });
-  const double un = norm<T>(s[1], n, [&](int64_t i) { return k.u(i); });
+  double un = norm<T>(s[1], n, [&](int64_t i) { return k.u(i); });
+  // a float u_t that overflowed (‖u_t‖ not finite): u_t, its norm and the update in double, where they are finite
+  // when the inputs are (non-finite inputs stay non-finite: the non-finite policy is unchanged)
+  const bool wide = !std::is_same<T, double>::value && !std::isfinite(un);
+  if (wide) {
+    const auto w = sums<1>(n, [&](int64_t b, int64_t e, std::array<double, 1>& acc) {
+      for (int64_t i = b; i < e; ++i) acc[0] += k.ud(i) * k.ud(i);
+    });
+    un = std::sqrt(w[0]);
+  }
   const double step = -lr * trust(phi(pn, lo, hi), un);
-  if (in_range<T>(step)) {
+  if (wide) {
+    each(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) p[i] = T(double(p[i]) + step * k.ud(i));
+    });
+  } else if (in_range<T>(step)) {
     const T st = T(step);
     each(n, [&](int64_t b, int64_t e) {
 #pragma omp simd
@@ -430,7 +449,12 @@ void adabelief_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tens
   T* s = ptr<T>(Sb);
   T* smax = Smax ? ptr<T>(*Smax) : nullptr;
   const T b1 = T(beta1), c1 = T(1 - beta1), b2 = T(beta2), c2 = T(1 - beta2), ep = T(eps), lam = T(wd);
-  const T bc1 = T(1 - std::pow(beta1, t)), sbc2 = T(std::sqrt(1 - std::pow(beta2, t))), sg = T(sign), a = T(lr);
+  const T sbc2 = T(std::sqrt(1 - std::pow(beta2, t))), sg = T(sign);
+  // k = α / (1 - β1^t); α m̂_t / D_t = k m_t / D_t as (k m_t) / D_t when k <= 1, else k (m_t / D_t): neither
+  // intermediate overflows T where the update does not (m_t / D_t of 1e39 in float32 with D_t ~ √ε, α = 0.1)
+  const double kd = lr / (1 - std::pow(beta1, t));
+  const T k = T(kd);
+  with_flag(kd <= 1.0, [&](auto scale_first) {
   with_flag(smax != nullptr, [&](auto amsgrad) {
     each(P.numel(), [&](int64_t b, int64_t e) {
 #pragma omp simd
@@ -444,9 +468,11 @@ void adabelief_one(const Tensor& P, const Tensor& G, const Tensor& M, const Tens
         T sh = si;
         if constexpr (decltype(amsgrad)::value) sh = smax[i] = maxnan(smax[i], si);  // s^max_t = max(s^max_{t-1}, s_t)
         // θ_t = θ_{t-1} - α m̂_t / (√ŝ_t + ε),  m̂_t = m_t / (1 - β1^t),  ŝ_t = s_t / (1 - β2^t)  (s^max_t: amsgrad)
-        p[i] = p[i] - a * (mi / bc1 / (std::sqrt(sh) / sbc2 + ep));  // (√ŝ_t = √s_t / √(1 - β2^t))
+        const T den = std::sqrt(sh) / sbc2 + ep;  // D_t = √ŝ_t + ε  (√ŝ_t = √s_t / √(1 - β2^t))
+        p[i] = p[i] - (decltype(scale_first)::value ? (k * mi) / den : k * (mi / den));
       }
     });
+  });
   });
 }
 
