@@ -34,8 +34,8 @@ MUTATIONS = [
     ("holocron_torch/optim/lamb.py", "ema_sq_(v, grads, beta2)", "ema_sq_(v, grads, beta1)", "lamb"),
     (
         "holocron_torch/optim/lamb.py",
-        "u = scaled(params, weight_decay)",
-        "u = scaled(params, -weight_decay)",
+        "    return scaled(params, weight_decay)",
+        "    return scaled(params, -weight_decay)",
         "lamb",
     ),
     ("reference/ralars.py", "if rho_t > 4:", "if rho_t >= 5:", "ralars"),
