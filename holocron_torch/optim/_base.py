@@ -441,6 +441,27 @@ def _wide_axpy_(y: Tensor, x: Tensor, a: float) -> None:
     y.add_(x.to(wide).mul_(a))
 
 
+def _wide_lerp_(x: Tensor, y: Tensor, w: float) -> None:
+    """x ← x + w (y - x) in float64, for a host weight outside x's dtype's range (see _out_of_range)."""
+    x.copy_(x.to(torch.float64).lerp_(y.to(torch.float64), w))
+
+
+def _peel_out_of_range(
+    a: Scalars, ys: Tensors, xs: Tensors, wide_op: Callable[[Tensor, Tensor, float], None]
+) -> tuple[Scalars, Tensors, Tensors]:
+    """Apply ``wide_op(y, x, a)`` to the tensors whose host scalar is outside their dtype's range (see
+    _out_of_range) and return the scalars and tensors left for the usual op in the dtype."""
+    if not ys or ys[0].dtype == torch.float64 or not any(_out_of_range(ai, ys[0].dtype) for ai in a):
+        return a, ys, xs
+    keep = []
+    for i, ai in enumerate(a):
+        if _out_of_range(ai, ys[0].dtype):
+            wide_op(ys[i], xs[i], ai)
+        else:
+            keep.append(i)
+    return [a[i] for i in keep], [ys[i] for i in keep], [xs[i] for i in keep]
+
+
 def axpy_(ys: Tensors, xs: Tensors, a: Any, skip_zeros: bool = True) -> None:
     """y ← y + a · x (a host scalar of 0 leaves y as it is, unless ``skip_zeros`` is False: then 0 · NaN and 0 · inf
     in x still reach y as NaN, which the non-finite policy needs where x may hold them). Host scalars: one fused
@@ -450,16 +471,9 @@ def axpy_(ys: Tensors, xs: Tensors, a: Any, skip_zeros: bool = True) -> None:
     a = _per_tensor(a, len(xs))
     if skip_zeros:
         a, ys, xs = _skip_zeros(a, ys, xs)
+    a, ys, xs = _peel_out_of_range(a, ys, xs, _wide_axpy_)
     if not ys:
         return
-    if ys[0].dtype != torch.float64 and any(_out_of_range(ai, ys[0].dtype) for ai in a):
-        wide = [i for i, ai in enumerate(a) if _out_of_range(ai, ys[0].dtype)]
-        for i in wide:
-            _wide_axpy_(ys[i], xs[i], a[i])
-        keep = [i for i in range(len(ys)) if i not in set(wide)]
-        a, ys, xs = [a[i] for i in keep], [ys[i] for i in keep], [xs[i] for i in keep]
-        if not ys:
-            return
     one = _one(a)
     if one is not None:
         torch._foreach_add_(ys, xs, alpha=one)
@@ -496,14 +510,9 @@ def lerp_(xs: Tensors, ys: Tensors, w: Any) -> None:
     smallest normal number (TAdam's w_t / (W + w_t) of 1e-47 for a far outlier) is applied in float64, where it is
     not rounded to 0."""
     ws = _per_tensor(w, len(xs))
-    if xs and xs[0].dtype != torch.float64 and any(_out_of_range(x, xs[0].dtype) for x in ws):
-        wide = [i for i, x in enumerate(ws) if _out_of_range(x, xs[0].dtype)]
-        for i in wide:
-            xs[i].copy_(xs[i].to(torch.float64).lerp_(ys[i].to(torch.float64), ws[i]))
-        keep = [i for i in range(len(xs)) if i not in set(wide)]
-        xs, ys, ws = [xs[i] for i in keep], [ys[i] for i in keep], [ws[i] for i in keep]
-        if not xs:
-            return
+    ws, xs, ys = _peel_out_of_range(ws, xs, ys, _wide_lerp_)
+    if not xs:
+        return
     one = _one(ws)
     torch._foreach_lerp_(xs, ys, one if one is not None else list(ws))
 
